@@ -1,0 +1,3 @@
+"""edgecodec: a learned int8 image codec for edge cameras."""
+
+__version__ = "0.1.0"

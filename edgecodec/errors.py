@@ -1,0 +1,25 @@
+"""Exceptions raised by edgecodec; every failure a user can cause is one of these."""
+
+
+class EdgecodecError(Exception):
+    """Base class: catch this to handle any edgecodec failure."""
+
+
+class BitstreamError(EdgecodecError):
+    """A bitstream or packet is truncated, corrupt, or of an unknown version."""
+
+
+class ModelMismatchError(BitstreamError):
+    """A bitstream was written by a different model than the one decoding it."""
+
+
+class EntropyCodingError(EdgecodecError):
+    """The range coder rejected its input (bad tables, undecodable bytes)."""
+
+
+class ModelError(EdgecodecError):
+    """Model files are missing, malformed, or do not match their manifest."""
+
+
+class ConfigError(EdgecodecError):
+    """A configuration file or option is invalid."""
