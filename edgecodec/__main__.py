@@ -1,0 +1,5 @@
+import sys
+
+from edgecodec.cli import main
+
+sys.exit(main())
