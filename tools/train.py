@@ -1,0 +1,185 @@
+"""Train the edgecodec model on a folder of images; resumable, meant to run for hours in the background.
+
+    nice -n 10 python tools/train.py ../shared/data/train --run runs/main
+
+Every ``--save-every`` seconds it writes a full checkpoint (weights + optimizer) under ``RUN/ckpt`` and a
+weights-only ``RUN/weights.npz`` (the file that is committed as ``models/checkpoint/weights.npz``). It
+resumes from the full checkpoint when present, else from ``--init`` weights, so stopping loses at most
+one save interval. Needs the ``train`` extra (TensorFlow).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import sys
+import time
+
+import cv2
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from codec_model import Codec, Config  # noqa: E402
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def load_images(folders, min_side):
+    images = []
+    for folder in folders:
+        for path in sorted(pathlib.Path(folder).rglob("*")):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if img is None or min(img.shape[:2]) < min_side:
+                continue
+            images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    if not images:
+        raise SystemExit(f"train: no usable images (min side {min_side}) under {folders}")
+    return images
+
+
+def batches(images, batch, crop, rng):
+    """Random crops with flips; the area of each image decides how often it is drawn."""
+    weights = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
+    weights /= weights.sum()
+    while True:
+        out = np.empty((batch, crop, crop, 3), np.uint8)
+        for i, idx in enumerate(rng.choice(len(images), batch, p=weights)):
+            im = images[idx]
+            y = rng.integers(0, im.shape[0] - crop + 1)
+            x = rng.integers(0, im.shape[1] - crop + 1)
+            c = im[y:y + crop, x:x + crop]
+            if rng.random() < 0.5:
+                c = c[:, ::-1]
+            if rng.random() < 0.5:
+                c = c[::-1]
+            out[i] = c
+        yield out
+
+
+def save_weights_npz(model, path):
+    arrays = {v.path: v.numpy() for v in model.weights}
+    tmp = str(path) + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_weights_npz(model, path):
+    data = np.load(path)
+    missing = [v.path for v in model.weights if v.path not in data]
+    if missing:
+        raise SystemExit(f"train: {path} lacks weights {missing[:3]}...")
+    for v in model.weights:
+        v.assign(data[v.path])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
+    ap.add_argument("--run", default="runs/main", help="run folder for checkpoints and logs")
+    ap.add_argument("--init", help="weights.npz to start from when the run has no checkpoint")
+    ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")
+    ap.add_argument("--hours", type=float, default=1e9, help="stop after this much wall time")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
+    ap.add_argument("--log-every", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    run = pathlib.Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    cfg_path = run / "config.json"
+    cfg = Config.from_dict(json.loads(cfg_path.read_text())) if cfg_path.exists() else Config()
+    cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
+
+    model = Codec(cfg)
+    model.build_all()
+    opt = tf.keras.optimizers.Adam(learning_rate=args.lr)
+    step = tf.Variable(0, dtype=tf.int64, name="step")
+    ckpt = tf.train.Checkpoint(model=model, optimizer=opt, step=step)
+    manager = tf.train.CheckpointManager(ckpt, run / "ckpt", max_to_keep=2)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).expect_partial()
+        print(f"resumed {manager.latest_checkpoint} at step {int(step)}", flush=True)
+    elif args.init:
+        load_weights_npz(model, args.init)
+        meta = pathlib.Path(args.init).with_suffix(".json")
+        if meta.exists():
+            step.assign(json.loads(meta.read_text()).get("step", 0))
+        print(f"initialised from {args.init} at step {int(step)}", flush=True)
+    opt.learning_rate.assign(args.lr)
+
+    lambdas = tf.constant(cfg.lambdas, tf.float32)
+    n_q = len(cfg.lambdas)
+
+    @tf.function
+    def train_step(x_u8, quality):
+        x = tf.cast(x_u8, tf.float32) / 255.0
+        with tf.GradientTape() as tape:
+            x_hat, bits_y, bits_z = model(x, quality, training=True)
+            pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+            mse = tf.reduce_mean(tf.square(x - x_hat), axis=[1, 2, 3])
+            bpp = (bits_y + bits_z) / pixels
+            lam = tf.gather(lambdas, quality)
+            loss = tf.reduce_mean(bpp + lam * 255.0 ** 2 * mse)
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads, _ = tf.clip_by_global_norm(grads, 5.0)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, bpp, mse
+
+    images = load_images(args.data, args.crop)
+    print(f"{len(images)} training images, config {cfg.to_dict()}", flush=True)
+    rng = np.random.default_rng(int(time.time()))
+    gen = batches(images, args.batch, args.crop, rng)
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+
+    def save():
+        manager.save(checkpoint_number=int(step))
+        save_weights_npz(model, run / "weights.npz")
+        (run / "weights.json").write_text(json.dumps({"step": int(step), "config": cfg.to_dict()}))
+
+    t_start = t_save = t_log = time.time()
+    acc = {q: [] for q in range(n_q)}
+    log = open(run / "train.log", "a")
+    while not stop["now"] and int(step) < args.steps and time.time() - t_start < args.hours * 3600:
+        quality = rng.integers(0, n_q, args.batch).astype(np.int32)
+        loss, bpp, mse = train_step(next(gen), quality)
+        step.assign_add(1)
+        for q, b, m in zip(quality, bpp.numpy(), mse.numpy()):
+            acc[q].append((b, m))
+        if int(step) % args.log_every == 0:
+            now = time.time()
+            parts = []
+            for q in range(n_q):
+                if acc[q]:
+                    b, m = np.mean(acc[q], axis=0)
+                    parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
+            line = (f"step {int(step)} {args.log_every / (now - t_log):.2f} it/s loss {float(loss):.4f} "
+                    + " ".join(parts))
+            print(line, flush=True)
+            log.write(line + "\n")
+            log.flush()
+            acc = {q: [] for q in range(n_q)}
+            t_log = now
+        if time.time() - t_save > args.save_every:
+            save()
+            t_save = time.time()
+    save()
+    print(f"saved at step {int(step)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
