@@ -1,0 +1,1 @@
+"""Server side: accepts cameras, stores their compressed frames, feeds recorders and live views."""
