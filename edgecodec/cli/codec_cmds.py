@@ -1,0 +1,202 @@
+"""``edgecodec encode | decode | info | eval``: files in, files out, over ``edgecodec.codec``."""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import pathlib
+import sys
+import time
+
+from edgecodec import bitstream
+from edgecodec.cli.progress import Progress
+from edgecodec.errors import EdgecodecError
+from edgecodec.imageio import IMAGE_SUFFIXES, read_image, write_image
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="DIR", help="model folder (default: the models shipped with edgecodec)")
+    p.add_argument("--threads", type=int, default=2, help="TFLite threads (default 2)")
+
+
+def _codec(args, encoder: str = "int8"):
+    from edgecodec.codec import Codec
+
+    return Codec.load(args.model, threads=args.threads, encoder=encoder)
+
+
+def expand_inputs(inputs: list[str], suffixes) -> list[pathlib.Path]:
+    """Files, directories (their matching files) and glob patterns, in a stable order, without repeats."""
+    out: list[pathlib.Path] = []
+    for item in inputs:
+        path = pathlib.Path(item)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes))
+        elif any(ch in item for ch in "*?["):
+            out.extend(sorted(pathlib.Path(p) for p in glob.glob(item, recursive=True)))
+        else:
+            out.append(path)
+    seen, unique = set(), []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    if not unique:
+        raise EdgecodecError(f"no input files in {' '.join(inputs)}")
+    return unique
+
+
+def _outputs(inputs: list[pathlib.Path], output: str | None, suffix: str) -> list[pathlib.Path]:
+    """One output per input: OUTPUT itself for a single input, else OUTPUT/<stem><suffix>."""
+    if output is None:
+        return [p.with_suffix(suffix) for p in inputs]
+    out = pathlib.Path(output)
+    if len(inputs) == 1 and not out.is_dir():
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / (p.stem + suffix) for p in inputs]
+
+
+def _run_batch(label, inputs, outputs, work, as_json):
+    """Apply work(inp, outp) -> dict to every file; failures are reported and make the exit code 1."""
+    results, failed = [], 0
+    with Progress(len(inputs), label, enabled=None if not as_json else False) as bar:
+        for inp, outp in zip(inputs, outputs):
+            try:
+                results.append(work(inp, outp))
+            except EdgecodecError as exc:
+                failed += 1
+                results.append({"input": str(inp), "error": str(exc)})
+                print(f"edgecodec {label}: {inp}: {exc}", file=sys.stderr)
+            bar.update()
+    if as_json:
+        print(json.dumps({"files": results, "failed": failed}, indent=1))
+    return 1 if failed else 0
+
+
+def cmd_encode(args) -> int:
+    codec = _codec(args)
+    inputs = expand_inputs(args.inputs, IMAGE_SUFFIXES)
+    outputs = _outputs(inputs, args.output, ".ecc")
+
+    def work(inp, outp):
+        img = read_image(inp)
+        t0 = time.perf_counter()
+        packet = codec.encode(img, args.quality)
+        ms = 1000 * (time.perf_counter() - t0)
+        outp.write_bytes(packet)
+        bpp = len(packet) * 8 / (img.shape[0] * img.shape[1])
+        if not args.json and not args.quiet:
+            print(f"{inp} -> {outp}: {len(packet)} bytes, {bpp:.3f} bpp, {ms:.0f} ms")
+        return {"input": str(inp), "output": str(outp), "bytes": len(packet), "bpp": bpp, "encode_ms": ms}
+
+    return _run_batch("encode", inputs, outputs, work, args.json)
+
+
+def cmd_decode(args) -> int:
+    codec = _codec(args)
+    inputs = expand_inputs(args.inputs, {".ecc"})
+    outputs = _outputs(inputs, args.output, ".png")
+
+    def work(inp, outp):
+        try:
+            data = inp.read_bytes()
+        except OSError as exc:
+            raise EdgecodecError(f"cannot read {inp}: {exc.strerror}") from None
+        t0 = time.perf_counter()
+        img = codec.decode(data)
+        ms = 1000 * (time.perf_counter() - t0)
+        write_image(outp, img)
+        if not args.json and not args.quiet:
+            print(f"{inp} -> {outp}: {img.shape[1]}x{img.shape[0]}, {ms:.0f} ms")
+        return {"input": str(inp), "output": str(outp), "width": img.shape[1], "height": img.shape[0],
+                "decode_ms": ms}
+
+    return _run_batch("decode", inputs, outputs, work, args.json)
+
+
+def cmd_info(args) -> int:
+    rows, failed = [], 0
+    for path in expand_inputs(args.inputs, {".ecc"}):
+        try:
+            data = path.read_bytes()
+            header, streams = bitstream.unpack(data)
+        except OSError as exc:
+            failed += 1
+            print(f"edgecodec info: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            continue
+        except EdgecodecError as exc:
+            failed += 1
+            print(f"edgecodec info: {path}: {exc}", file=sys.stderr)
+            continue
+        row = {
+            "file": str(path), "bytes": len(data), "kind": header.kind.name.lower(),
+            "model_id": header.model_id.hex(), "width": header.width, "height": header.height,
+            "channels": header.channels, "quality": header.quality, "sequence": header.sequence,
+            "timestamp_us": header.timestamp_us, "streams": [len(s) for s in streams],
+            "bpp": len(data) * 8 / (header.width * header.height),
+        }
+        rows.append(row)
+        if not args.json:
+            print(f"{path}: {row['kind']} {row['width']}x{row['height']} ch={row['channels']} "
+                  f"q={row['quality']} model={row['model_id']} {row['bytes']} bytes ({row['bpp']:.3f} bpp) "
+                  f"streams={row['streams']}")
+    if args.json:
+        print(json.dumps(rows if len(rows) != 1 else rows[0], indent=1))
+    return 1 if failed else 0
+
+
+def cmd_eval(args) -> int:
+    from edgecodec.evaluate import evaluate_folder
+
+    qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else None
+    with Progress(0, "eval", enabled=None if not args.json else False) as bar:
+        report = evaluate_folder(args.folder, model_dir=args.model, qualities=qualities,
+                                 encoder=args.encoder, threads=args.threads,
+                                 progress=lambda done, total: bar.set(done, total))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"{report['images']} images in {report['folder']}, {report['encoder']} encoder, "
+              f"model {report['model_id']}")
+        print(f"{'quality':>7} {'bpp':>7} {'PSNR dB':>8} {'enc ms':>7} {'dec ms':>7}")
+        for r in report["per_quality"]:
+            print(f"{r['quality']:>7} {r['bpp']:>7.3f} {r['psnr']:>8.2f} {r['encode_ms']:>7.1f} {r['decode_ms']:>7.1f}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("encode", help="compress images into .ecc files",
+                       description="Compress images (PNG, JPEG, ...; gray, RGB or RGBA) into .ecc files.")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", help="output file (one input) or folder (several)")
+    p.add_argument("-q", "--quality", type=int, default=3, help="quality index, 0 = fewest bits (default 3)")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.add_argument("--quiet", action="store_true", help="no per-file lines")
+    _model_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="reconstruct images from .ecc files",
+                       description="Reconstruct images from .ecc files (files, folders or globs).")
+    p.add_argument("inputs", nargs="+", help=".ecc files, folders or glob patterns")
+    p.add_argument("-o", "--output", help="output image (one input) or folder (several)")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.add_argument("--quiet", action="store_true", help="no per-file lines")
+    _model_args(p)
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="show the header of .ecc files",
+                       description="Validate .ecc files and print their headers (no model needed).")
+    p.add_argument("inputs", nargs="+", help=".ecc files, folders or glob patterns")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("eval", help="rate-distortion of the codec on a folder of images",
+                       description="Mean bpp (from the real bytes) and PSNR over RGB per quality.")
+    p.add_argument("folder", help="folder of images, e.g. Kodak")
+    p.add_argument("--qualities", help="comma-separated quality indices (default: all)")
+    p.add_argument("--encoder", choices=("int8", "float"), default="int8",
+                   help="int8 edge encoder (default) or its float twin")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _model_args(p)
+    p.set_defaults(func=cmd_eval)

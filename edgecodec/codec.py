@@ -1,0 +1,143 @@
+"""Encode and decode one image: the data path frame -> analysis -> quantize -> entropy code -> packet, and back.
+
+The encoder's int8 model emits integer latents y (1/16 resolution) and hyper-latents z (1/64). z is coded
+with one fixed table per channel; z also drives the integer hyper-synthesis, which names the Gaussian table
+for every element of y. The packet holds two streams, z then y, inside the container of ``bitstream``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgecodec import bitstream, entropy
+from edgecodec.bitstream import Header, Kind
+from edgecodec.errors import BitstreamError, EdgecodecError
+from edgecodec.models import ModelBundle, contract
+
+MAX_SIDE = 65535
+
+
+def to_rgb(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return (H x W x 3 uint8 RGB, original channel count) for gray, RGB or RGBA uint8 input.
+
+    Gray is coded as RGB with equal channels and returned as gray; alpha is not coded (the codec is for
+    camera frames) and is restored as fully opaque, which the header's channel count records.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise EdgecodecError(f"images must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise EdgecodecError(f"unsupported image shape {image.shape}: need H x W with 1, 3 or 4 channels")
+    h, w, c = image.shape
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise EdgecodecError(f"image size {w}x{h} outside 1..{MAX_SIDE}")
+    if c == 1:
+        return np.repeat(image, 3, axis=2), 1
+    if c == 4:
+        return np.ascontiguousarray(image[:, :, :3]), 4
+    return np.ascontiguousarray(image), 3
+
+
+def from_rgb(rgb: np.ndarray, channels: int) -> np.ndarray:
+    if channels == 1:
+        gray = np.round(rgb.astype(np.float32).mean(axis=2))
+        return gray.astype(np.uint8)
+    if channels == 4:
+        alpha = np.full(rgb.shape[:2] + (1,), 255, np.uint8)
+        return np.concatenate([rgb, alpha], axis=2)
+    return rgb
+
+
+def _pad(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    ph = -h % contract.ALIGN
+    pw = -w % contract.ALIGN
+    if ph or pw:
+        rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    return rgb
+
+
+class Codec:
+    """The codec bound to one model folder; thread-safe for use from one pipeline stage at a time."""
+
+    def __init__(self, bundle: ModelBundle, threads: int = 2, encoder: str = "int8"):
+        if encoder not in ("int8", "float"):
+            raise EdgecodecError(f"encoder must be 'int8' or 'float', not {encoder!r}")
+        self.bundle = bundle
+        self.threads = threads
+        self.encoder_kind = encoder
+        self._z_channels = bundle.hyper.hyper_channels
+        self._y_channels = bundle.hyper.latent_channels
+
+    @classmethod
+    def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8") -> "Codec":
+        return cls(ModelBundle.load(model_dir), threads=threads, encoder=encoder)
+
+    @property
+    def model_id(self) -> bytes:
+        return self.bundle.model_id
+
+    @property
+    def qualities(self) -> list[int]:
+        return self.bundle.qualities
+
+    def _check_quality(self, quality: int) -> int:
+        if quality not in self.qualities:
+            raise EdgecodecError(f"quality {quality} not in {self.qualities[0]}..{self.qualities[-1]}")
+        return int(quality)
+
+    def analyse(self, rgb_padded: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
+        """Integer latents (y, z) of a padded RGB image, from the int8 encoder or its float twin."""
+        x = rgb_padded[None]
+        if self.encoder_kind == "int8":
+            outs = self.bundle.encoder(quality, self.threads).run(x)
+        else:
+            outs = self.bundle.tflite(contract.FLOAT_ENCODER, self.threads).run(x.astype(np.float32))
+        outs = sorted(outs, key=lambda a: -a.shape[1])
+        y, z = outs[0][0], outs[1][0]
+        if self.encoder_kind == "float":
+            gain = self.bundle.gains[0][quality]
+            y = np.clip(np.round(y * gain), -128, 127)
+            z = np.clip(np.round(z), -128, 127)
+        return np.asarray(np.round(y), np.int32), np.asarray(np.round(z), np.int32)
+
+    def encode(self, image: np.ndarray, quality: int, *, kind: Kind = Kind.IMAGE,
+               sequence: int = 0, timestamp_us: int = 0) -> bytes:
+        """Compress an image (H x W gray, RGB or RGBA, uint8) into one container packet."""
+        quality = self._check_quality(quality)
+        rgb, channels = to_rgb(image)
+        h, w = rgb.shape[:2]
+        y, z = self.analyse(_pad(rgb), quality)
+        z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
+        y_index = self.bundle.hyper.indices(z, quality)
+        streams = [
+            entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z),
+            entropy.encode(y.ravel(), y_index.ravel(), self.bundle.cdf_y),
+        ]
+        header = Header(kind=kind, model_id=self.model_id, width=w, height=h, channels=channels,
+                        quality=quality, sequence=sequence, timestamp_us=timestamp_us)
+        return bitstream.pack(header, streams)
+
+    def decode(self, packet: bytes) -> np.ndarray:
+        """Reconstruct the image of a packet written by this model (gray, RGB or RGBA as encoded)."""
+        header, streams = bitstream.unpack(packet, expect_model_id=self.model_id)
+        return self.decode_parts(header, streams)
+
+    def decode_parts(self, header: Header, streams: list[bytes]) -> np.ndarray:
+        if len(streams) != 2:
+            raise BitstreamError(f"expected 2 coded streams, found {len(streams)}")
+        quality = header.quality
+        if quality not in self.qualities:
+            raise BitstreamError(f"quality {quality} unknown to this model")
+        hp = header.height + (-header.height % contract.ALIGN)
+        wp = header.width + (-header.width % contract.ALIGN)
+        z_shape = (hp // 64, wp // 64, self._z_channels)
+        z_index = np.broadcast_to(np.arange(self._z_channels, dtype=np.int32), z_shape)
+        z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
+        y_index = self.bundle.hyper.indices(z, quality)
+        y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape)
+        y_hat = y.astype(np.float32) * self.bundle.gains[1][quality]
+        (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])
+        rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)
+        return from_rgb(rgb, header.channels)

@@ -1,0 +1,134 @@
+"""Loading and checking a model folder (see ``contract`` for what it holds and ``docs/models.md``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from functools import cached_property
+
+import numpy as np
+
+from edgecodec.entropy import CdfTables
+from edgecodec.errors import EdgecodecError, ModelError
+from edgecodec.models import contract
+from edgecodec.models.hyper import HyperSynthesis
+
+
+def default_model_dir() -> pathlib.Path:
+    """The models shipped with the package (installed as ``edgecodec.zoo``), else the source tree's ``models/``."""
+    try:
+        import importlib.resources
+
+        path = pathlib.Path(str(importlib.resources.files("edgecodec.zoo")))
+        if (path / contract.MANIFEST).exists():
+            return path
+    except (ImportError, ModuleNotFoundError, TypeError):
+        pass
+    return pathlib.Path(__file__).resolve().parents[2] / "models"
+
+
+class ModelBundle:
+    """A model folder: encoders per quality, decoder, hyper-synthesis, CDF tables, and its identity."""
+
+    def __init__(self, directory: pathlib.Path, manifest: dict):
+        self.dir = directory
+        self.manifest = manifest
+        self._models = {}
+
+    @classmethod
+    def load(cls, directory=None, verify: bool = True) -> "ModelBundle":
+        directory = pathlib.Path(directory) if directory is not None else default_model_dir()
+        path = directory / contract.MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"no model in {directory} ({contract.MANIFEST} missing)") from None
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"unreadable {path}: {exc}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != contract.MANIFEST_FORMAT:
+            raise ModelError(f"{path}: unsupported manifest format {manifest.get('format')!r}"
+                             if isinstance(manifest, dict) else f"{path}: not a manifest")
+        try:
+            qualities = manifest["qualities"]
+            if not qualities or [q["quality"] for q in qualities] != list(range(len(qualities))):
+                raise ModelError(f"{path}: qualities must be numbered 0..N-1")
+            for name in cls._file_names(manifest):
+                if not (directory / name).is_file():
+                    raise ModelError(f"model file {directory / name} is missing")
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: malformed manifest ({exc})") from None
+        bundle = cls(directory, manifest)
+        if verify:
+            expected = manifest.get("model_id", "")
+            actual = bundle.compute_id().hex()
+            if expected != actual:
+                raise ModelError(f"model files in {directory} do not match their manifest "
+                                 f"(id {actual}, manifest says {expected or 'nothing'})")
+        return bundle
+
+    @staticmethod
+    def _file_names(manifest) -> list[str]:
+        names = [q["encoder"] for q in manifest["qualities"]]
+        return sorted(names + [contract.DECODER, contract.FLOAT_ENCODER, contract.HYPER,
+                               contract.CDF_Y, contract.CDF_Z])
+
+    def compute_id(self) -> bytes:
+        """First 8 bytes of SHA-256 over every model file's name and contents, in name order."""
+        h = hashlib.sha256()
+        for name in self._file_names(self.manifest):
+            h.update(name.encode() + b"\0")
+            h.update((self.dir / name).read_bytes())
+        return h.digest()[:8]
+
+    @cached_property
+    def model_id(self) -> bytes:
+        return bytes.fromhex(self.manifest["model_id"]) if "model_id" in self.manifest else self.compute_id()
+
+    @property
+    def qualities(self) -> list[int]:
+        return [q["quality"] for q in self.manifest["qualities"]]
+
+    def _npz(self, name):
+        try:
+            with np.load(self.dir / name, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot read {self.dir / name}: {exc}") from None
+
+    @cached_property
+    def hyper(self) -> HyperSynthesis:
+        return HyperSynthesis(self._npz(contract.HYPER))
+
+    @cached_property
+    def gains(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gain, inverse gain) per quality and latent channel, float32."""
+        arrays = self._npz(contract.HYPER)
+        try:
+            return arrays["gain"].astype(np.float32), arrays["inv_gain"].astype(np.float32)
+        except KeyError as exc:
+            raise ModelError(f"{contract.HYPER} lacks {exc}") from None
+
+    def _tables(self, name) -> CdfTables:
+        try:
+            return CdfTables.load(self.dir / name)
+        except EdgecodecError as exc:
+            raise ModelError(f"{self.dir / name}: {exc}") from None
+
+    @cached_property
+    def cdf_y(self) -> CdfTables:
+        return self._tables(contract.CDF_Y)
+
+    @cached_property
+    def cdf_z(self) -> CdfTables:
+        return self._tables(contract.CDF_Z)
+
+    def tflite(self, name: str, threads: int):
+        from edgecodec.models.interpreter import TFLiteModel
+
+        key = (name, threads)
+        if key not in self._models:
+            self._models[key] = TFLiteModel(self.dir / name, threads)
+        return self._models[key]
+
+    def encoder(self, quality: int, threads: int = 2):
+        return self.tflite(self.manifest["qualities"][quality]["encoder"], threads)

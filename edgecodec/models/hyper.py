@@ -1,0 +1,77 @@
+"""Integer hyper-synthesis: decoded hyper-latents -> CDF table index per latent element.
+
+Encoder and decoder must pick the same table for every symbol, or decoding derails. Floating point
+cannot promise that across CPUs, thread counts and delegates, so this network runs in integers:
+int8 weights and activations, int64 bias and requantization by a fixed-point multiply and arithmetic
+shift. The convolutions use a float32 matrix product, which is exact here: every product of two values
+in [-127, 127] and every partial sum over at most ``MAX_TAPS`` terms is an integer below 2**24, so no
+rounding happens whatever order or FMA use the BLAS picks; the result is cast back to int64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgecodec.errors import ModelError
+from edgecodec.models import contract
+
+MAX_TAPS = (1 << 24) // (contract.ACT_MAX * contract.ACT_MAX)
+
+
+def _conv3x3(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Exact 'same' 3x3 convolution of integer activations (H, W, Cin) with int8 weights (3, 3, Cin, Cout)."""
+    h, wd, cin = a.shape
+    padded = np.zeros((h + 2, wd + 2, cin), np.float32)
+    padded[1:-1, 1:-1] = a
+    cols = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(0, 1))  # (H, W, Cin, 3, 3)
+    cols = cols.transpose(0, 1, 3, 4, 2).reshape(h * wd, 9 * cin)
+    acc = cols @ w.reshape(9 * cin, -1).astype(np.float32)
+    return acc.astype(np.int64).reshape(h, wd, -1)
+
+
+def _requant(acc: np.ndarray, mult: np.ndarray, offset=0) -> np.ndarray:
+    return (acc * mult + offset + (1 << (contract.HYPER_SHIFT - 1))) >> contract.HYPER_SHIFT
+
+
+def _depth_to_space(a: np.ndarray) -> np.ndarray:
+    h, w, c4 = a.shape
+    c = c4 // 4
+    return a.reshape(h, w, 2, 2, c).transpose(0, 2, 1, 3, 4).reshape(2 * h, 2 * w, c)
+
+
+class HyperSynthesis:
+    """Holds the quantized layers; ``indices`` maps hyper-latent symbols to latent CDF table indices."""
+
+    def __init__(self, arrays):
+        try:
+            n = sum(1 for k in arrays if k.startswith("w"))
+            self.weights = [np.asarray(arrays[f"w{i}"], np.int8) for i in range(n)]
+            self.biases = [np.asarray(arrays[f"b{i}"], np.int64) for i in range(n)]
+            self.mults = [np.asarray(arrays[f"m{i}"], np.int64) for i in range(n)]
+            self.index_offset = np.asarray(arrays["index_offset"], np.int64)
+        except KeyError as exc:
+            raise ModelError(f"hyper-synthesis weights lack {exc}") from None
+        for w, b, m in zip(self.weights, self.biases, self.mults):
+            if w.ndim != 4 or w.shape[:2] != (3, 3) or b.shape != (w.shape[3],) or m.shape != (w.shape[3],):
+                raise ModelError("hyper-synthesis layer shapes are inconsistent")
+            if 9 * w.shape[2] > MAX_TAPS or np.abs(w.astype(int)).max() > contract.ACT_MAX:
+                raise ModelError("hyper-synthesis layer too wide for exact float32 accumulation")
+        self.latent_channels = self.weights[-1].shape[3]
+        self.hyper_channels = self.weights[0].shape[2]
+        if self.index_offset.ndim != 2 or self.index_offset.shape[1] != self.latent_channels:
+            raise ModelError("hyper-synthesis index offsets do not match its output channels")
+
+    @property
+    def qualities(self) -> int:
+        return self.index_offset.shape[0]
+
+    def indices(self, z: np.ndarray, quality: int) -> np.ndarray:
+        """Table index (int32, shape (4H, 4W, latent)) for each latent, from z symbols of shape (H, W, hyper)."""
+        a = np.clip(z.astype(np.int64), -contract.ACT_MAX, contract.ACT_MAX)
+        last = len(self.weights) - 1
+        for i, (w, b, m) in enumerate(zip(self.weights, self.biases, self.mults)):
+            acc = _conv3x3(a, w) + b
+            if i < last:
+                a = _depth_to_space(np.clip(_requant(acc, m), 0, contract.ACT_MAX))
+            else:
+                idx = _requant(acc, m, self.index_offset[quality])
+        return np.clip(idx, 0, contract.SCALE_LEVELS - 1).astype(np.int32)

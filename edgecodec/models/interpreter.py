@@ -1,0 +1,70 @@
+"""TFLite interpreter access: LiteRT (``ai-edge-litert``) where installed, else ``tflite_runtime``."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from edgecodec.errors import ModelError
+
+try:
+    from ai_edge_litert.interpreter import Interpreter as _Interpreter
+
+    RUNTIME = "ai-edge-litert"
+except ImportError:  # older Raspberry Pi OS images ship only tflite_runtime
+    try:
+        from tflite_runtime.interpreter import Interpreter as _Interpreter
+
+        RUNTIME = "tflite-runtime"
+    except ImportError:
+        _Interpreter = None
+        RUNTIME = None
+
+
+class TFLiteModel:
+    """One TFLite model with named inputs and outputs, resized on demand to each input's shape.
+
+    Integer outputs are returned as the real values they stand for (``(q - zero_point) * scale``); an
+    encoder whose outputs are pinned to scale 1 and zero point 0 therefore returns its latents unchanged.
+    """
+
+    def __init__(self, path, threads: int = 2):
+        if _Interpreter is None:
+            raise ModelError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on old Pi OS)")
+        try:
+            self._interp = _Interpreter(model_path=str(path), num_threads=threads)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load {path}: {exc}") from None
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._inputs = {d["name"]: d for d in self._interp.get_input_details()}
+        self._shape = {}
+
+    def output_scales(self) -> dict:
+        return {d["name"]: d["quantization"] for d in self._interp.get_output_details()}
+
+    def run(self, array: np.ndarray) -> list[np.ndarray]:
+        """Run on one input; outputs in the model's output order, as float32 or integer arrays."""
+        with self._lock:
+            detail = next(iter(self._inputs.values()))
+            index = detail["index"]
+            if self._shape.get(index) != array.shape:
+                self._interp.resize_tensor_input(index, array.shape, strict=False)
+                self._interp.allocate_tensors()
+                self._shape[index] = array.shape
+            self._interp.set_tensor(index, array.astype(detail["dtype"], copy=False))
+            self._interp.invoke()
+            outs = []
+            for d in self._interp.get_output_details():
+                value = self._interp.get_tensor(d["index"])
+                scale, zero = d["quantization"]
+                if value.dtype != np.float32 and scale:
+                    if scale == 1.0 and zero == 0:
+                        value = value.astype(np.int32)
+                    else:
+                        value = (value.astype(np.float32) - zero) * scale
+                outs.append(value)
+            return outs
+
+    def output_names(self) -> list[str]:
+        return [d["name"] for d in self._interp.get_output_details()]

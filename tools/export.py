@@ -1,0 +1,288 @@
+"""Export a trained checkpoint into the run-time model folder (``models/``).
+
+    python tools/export.py runs/main/weights.npz --calib ../shared/data/train -o models [--kodak ../shared/data/kodak]
+
+Writes, per the model contract in ``docs/models.md``:
+
+* ``encoder_q{K}.tflite``: full-integer int8 encoders (uint8 RGB in, int8 latents y and hyper-latents z out),
+  one per quality, with that quality's gain folded into the last analysis convolution. Both outputs are
+  pinned to scale 1, zero point 0 by FakeQuant nodes, so the int8 output *is* the rounded latent.
+* ``encoder_float.tflite``: the float twin (ungained y, and z), used to measure what int8 costs.
+* ``decoder.tflite``: float synthesis transform (latents in, RGB in [0, 255] out).
+* ``hyper.npz``: the hyper-synthesis as int8 weights with integer requantization (run by
+  ``edgecodec.models.hyper``), plus per-quality integer offsets that turn its output into CDF table indices.
+* ``cdf_y.npz`` / ``cdf_z.npz``: integer CDF tables for the C range coder.
+* ``manifest.json``: model id (hash of the files above), qualities, lambdas, gains, training step, and the
+  Kodak bpp/PSNR measured through the real codec when ``--kodak`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from codec_model import IGDN, SCALE_MIN, Codec, Config  # noqa: E402
+from train import load_images, load_weights_npz  # noqa: E402
+
+from edgecodec.entropy import CdfTables  # noqa: E402
+from edgecodec.models import contract  # noqa: E402
+
+SCALE_LEVELS = contract.SCALE_LEVELS
+SCALE_MAX = contract.SCALE_MAX
+HYPER_SHIFT = contract.HYPER_SHIFT
+
+
+def conv_layers(seq):
+    return [layer for layer in seq.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+
+
+def conv_apply(x, kernel, bias, stride):
+    return tf.nn.conv2d(x, kernel, stride, "SAME") + bias
+
+
+def calibration_crops(folders, n=24, size=256, seed=0):
+    rng = np.random.default_rng(seed)
+    images = load_images(folders, size)
+    crops = []
+    for i in range(n):
+        im = images[rng.integers(len(images))]
+        y = rng.integers(0, im.shape[0] - size + 1)
+        x = rng.integers(0, im.shape[1] - size + 1)
+        crops.append(im[y:y + size, x:x + size].astype(np.float32))
+    crops[0][0, 0] = 0.0  # pin the input range to exactly [0, 255] so the uint8 input has scale 1
+    crops[0][0, 1] = 255.0
+    return crops
+
+
+def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
+    """Analysis + hyper-analysis on 0..255 RGB, with the quality's gain folded into the last conv."""
+    ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
+    ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
+    ga[0] = (ga[0][0] / 255.0, ga[0][1], ga[0][2])
+    if quality is not None:
+        gain = np.exp(model.log_gain.numpy()[quality])
+        k, b, s = ga[-1]
+        ga[-1] = (k * gain, b * gain, s)
+        k, b, s = ha[0]
+        ha[0] = (k / gain[None, None, :, None], b, s)
+    ga = [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in ga]
+    ha = [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in ha]
+
+    def fq(t):
+        return tf.quantization.fake_quant_with_min_max_args(t, min=-128.0, max=127.0, num_bits=8) if fake_quant else t
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
+    def encode(image):
+        h = image
+        for i, (k, b, s) in enumerate(ga):
+            h = conv_apply(h, k, b, s)
+            if i < len(ga) - 1:
+                h = tf.nn.relu(h)
+        y = fq(h)
+        h = y
+        for i, (k, b, s) in enumerate(ha):
+            h = conv_apply(h, k, b, s)
+            if i < len(ha) - 1:
+                h = tf.nn.relu(h)
+        z = fq(h)
+        return {"y": tf.identity(y, name="y"), "z": tf.identity(z, name="z")}
+
+    return encode
+
+
+def convert_int8(fn, crops):
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+
+    def rep():
+        for c in crops:
+            yield [c[None]]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.uint8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def convert_float(fn):
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv.convert()
+
+
+def decoder_function(model: Codec):
+    """Synthesis with IGDN written as a 1x1 convolution, which TFLite runs far faster than a tensordot."""
+    latent = model.cfg.latent
+    steps = []
+    for layer in model.g_s.layers:
+        if isinstance(layer, tf.keras.layers.Conv2D):
+            steps.append(("conv", tf.constant(layer.kernel.numpy()), tf.constant(layer.bias.numpy())))
+        elif isinstance(layer, IGDN):
+            gamma = np.square(layer.gamma_p.numpy())[None, None]
+            beta = np.square(layer.beta_p.numpy()) + 1e-6
+            steps.append(("igdn", tf.constant(gamma), tf.constant(beta)))
+        else:
+            steps.append(("d2s", None, None))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, latent], tf.float32, name="latent")])
+    def decode(y_hat):
+        x = y_hat
+        for kind, a, b in steps:
+            if kind == "conv":
+                x = conv_apply(x, a, b, 1)
+            elif kind == "igdn":
+                x = x * tf.sqrt(tf.nn.conv2d(tf.square(x), a, 1, "SAME") + b)
+            else:
+                x = tf.nn.depth_to_space(x, 2)
+        return {"image": tf.clip_by_value(x, 0.0, 1.0) * 255.0}
+
+    return decode
+
+
+def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
+    """Turn h_s into int8 weights with integer requantization, calibrated on real hyper-latents."""
+    layers = conv_layers(model.h_s)
+    acts = []
+    for z in z_samples:
+        h = tf.constant(np.clip(z, -127, 127)[None].astype(np.float32))
+        per = []
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if i < len(layers) - 1:
+                h = tf.nn.relu(tf.nn.depth_to_space(h, 2))
+                per.append(h.numpy())
+        acts.append(per)
+    out = {}
+    s_in = 1.0
+    for i, layer in enumerate(layers):
+        w = layer.kernel.numpy().astype(np.float64)
+        b = layer.bias.numpy().astype(np.float64)
+        s_w = np.maximum(np.abs(w).max(axis=(0, 1, 2)), 1e-8) / 127.0
+        w_q = np.clip(np.round(w / s_w), -127, 127).astype(np.int8)
+        b_q = np.round(b / (s_in * s_w)).astype(np.int64)
+        out[f"w{i}"] = w_q
+        out[f"b{i}"] = b_q
+        if i < len(layers) - 1:
+            peak = np.percentile(np.concatenate([a[i].ravel() for a in acts]), 99.999)
+            s_out = max(float(peak), 1e-6) / 127.0
+            mult = s_in * s_w / s_out
+        else:
+            s_out = None
+            mult = s_in * s_w / contract.log_scale_step()
+        out[f"m{i}"] = np.round(mult * 2.0 ** HYPER_SHIFT).astype(np.int64)
+        s_in = s_out
+    gains = np.exp(model.log_gain.numpy().astype(np.float64))
+    offsets = (np.log(gains) - math.log(SCALE_MIN)) / contract.log_scale_step()
+    out["index_offset"] = np.round(offsets * 2.0 ** HYPER_SHIFT).astype(np.int64)
+    return out
+
+
+def gaussian_tables():
+    scales = contract.scale_table()
+    pmfs, offsets, lengths = [], [], []
+    from math import erfc, sqrt
+    width = int(math.ceil(scales[-1] * contract.TAIL_SIGMAS)) + 1
+    for s in scales:
+        r = int(math.ceil(s * contract.TAIL_SIGMAS)) + 1
+        v = np.arange(-r, r + 1, dtype=np.float64)
+        upper = np.array([0.5 * erfc((abs(t) - 0.5) / (s * sqrt(2))) for t in v])
+        lower = np.array([0.5 * erfc((abs(t) + 0.5) / (s * sqrt(2))) for t in v])
+        row = np.zeros(2 * width + 1)
+        row[:len(v)] = upper - lower
+        pmfs.append(row)
+        offsets.append(-r)
+        lengths.append(len(v))
+    return np.array(pmfs), np.array(offsets, np.int32), np.array(lengths, np.int32)
+
+
+def logistic_tables(loc, log_scale):
+    pmfs, offsets, lengths = [], [], []
+    scale = np.exp(log_scale.astype(np.float64))
+    lo = np.floor(loc - contract.TAIL_SIGMAS * 2 * scale).astype(int) - 1
+    hi = np.ceil(loc + contract.TAIL_SIGMAS * 2 * scale).astype(int) + 1
+    lo, hi = np.maximum(lo, -128), np.minimum(hi, 127)
+    width = int((hi - lo).max()) + 1
+    for c in range(len(loc)):
+        v = np.arange(lo[c], hi[c] + 1, dtype=np.float64)
+        cdf = lambda t: 1.0 / (1.0 + np.exp(-(t - loc[c]) / scale[c]))  # noqa: E731
+        row = np.zeros(width)
+        row[:len(v)] = cdf(v + 0.5) - cdf(v - 0.5)
+        pmfs.append(row)
+        offsets.append(lo[c])
+        lengths.append(len(v))
+    return np.array(pmfs), np.array(offsets, np.int32), np.array(lengths, np.int32)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", help="weights.npz written by tools/train.py (its .json beside it gives the step)")
+    ap.add_argument("--calib", nargs="+", required=True, help="training image folders for int8 calibration")
+    ap.add_argument("-o", "--out", default="models", help="output folder")
+    ap.add_argument("--kodak", help="evaluate the exported models on this folder and record it in the manifest")
+    args = ap.parse_args(argv)
+
+    weights = pathlib.Path(args.weights)
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    cfg = Config.from_dict(meta["config"])
+    model = Codec(cfg)
+    model.build_all()
+    load_weights_npz(model, weights)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    crops = calibration_crops(args.calib)
+    files = {}
+    for q in range(len(cfg.lambdas)):
+        name = f"encoder_q{q}.tflite"
+        (out / name).write_bytes(convert_int8(encoder_function(model, q, True), crops))
+        files[name] = "int8 encoder"
+        print(f"wrote {name}", flush=True)
+    (out / "encoder_float.tflite").write_bytes(convert_float(encoder_function(model, None, False)))
+    (out / "decoder.tflite").write_bytes(convert_float(decoder_function(model)))
+
+    z_samples = [model.h_a(model.g_a(tf.constant(c[None] / 255.0))).numpy()[0] for c in crops]
+    np.savez(out / "hyper.npz", **quantize_hyper(model, [np.round(z) for z in z_samples]),
+             gain=np.exp(model.log_gain.numpy()), inv_gain=np.exp(model.log_inv_gain.numpy()))
+    CdfTables.from_pmfs(*gaussian_tables()).save(out / "cdf_y.npz")
+    CdfTables.from_pmfs(*logistic_tables(model.z_loc.numpy(), model.z_log_scale.numpy())).save(out / "cdf_z.npz")
+
+    manifest = {
+        "format": contract.MANIFEST_FORMAT,
+        "config": cfg.to_dict(),
+        "training_step": int(meta.get("step", 0)),
+        "qualities": [
+            {"quality": q, "lambda": lam, "encoder": f"encoder_q{q}.tflite"}
+            for q, lam in enumerate(cfg.lambdas)
+        ],
+        "scale_table": {"min": SCALE_MIN, "max": SCALE_MAX, "levels": SCALE_LEVELS},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    from edgecodec.models import ModelBundle
+    bundle = ModelBundle.load(out, verify=False)
+    manifest["model_id"] = bundle.compute_id().hex()
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    print(f"model id {manifest['model_id']}", flush=True)
+
+    if args.kodak:
+        from edgecodec.evaluate import evaluate_folder
+        report = evaluate_folder(args.kodak, model_dir=out)
+        manifest["kodak"] = report["per_quality"]
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        for row in report["per_quality"]:
+            print(f"q{row['quality']}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
