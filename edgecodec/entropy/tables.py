@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import zipfile
 from typing import Union
 
 import numpy as np
@@ -220,13 +221,12 @@ class CdfTables:
     @classmethod
     def load(cls, path: PathLike) -> CdfTables:
         """Read and validate tables written by ``save``."""
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError, EOFError) as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            raise EntropyCodingError(f"{path}: not a CDF table file ({exc})") from exc
+        with open(path, "rb") as f:  # a missing or unreadable file raises OSError as usual
+            try:
+                with np.load(f, allow_pickle=False) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+                raise EntropyCodingError(f"{path}: not a CDF table file ({exc})") from exc
         missing = {"format_version", "precision", "cdf", "lengths", "offsets"} - arrays.keys()
         if missing:
             raise EntropyCodingError(f"{path}: missing {', '.join(sorted(missing))}")
@@ -248,10 +248,10 @@ class CdfTables:
 def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
     """Return int64 frequencies summing to ``TOTAL`` for ``pmf`` plus an escape symbol.
 
-    Start from rounded frequencies (at least one each), then move the remaining difference one
-    unit at a time to (or from) the symbols where it changes the expected code length the most
-    (or least), using the marginal gain p / (f + 1/2) ~ p * ln(1 + 1/f). The result depends only
-    on IEEE-exact operations (sum via math.fsum, multiply, divide, round), so it is reproducible.
+    Maximises sum(p * F(f)) over integer f >= 1, where F(f) = sum_{k<f} 1 / (k + 1/2) is a close
+    stand-in for ln(f): rounding first, then moving single units between symbols in batches
+    while adding to one gains more than removing from another loses. F's marginals are
+    rational, so the result depends only on IEEE-exact operations and is reproducible.
     """
     p = np.asarray(pmf, dtype=np.float64)
     mass = math.fsum(p.tolist())
@@ -265,16 +265,22 @@ def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
         raise EntropyCodingError(f"at most {TOTAL - 1} symbols per table")
     f = np.maximum(1, np.rint(p * TOTAL)).astype(np.int64)
     diff = TOTAL - int(f.sum())
-    while diff != 0:
-        if diff > 0:
-            order = np.argsort(-(p / (f + 0.5)), kind="stable")
-            take = order[: min(diff, p.size)]
-            f[take] += 1
-            diff -= take.size
-        else:
-            movable = np.flatnonzero(f > 1)
-            order = movable[np.argsort(p[movable] / (f[movable] - 0.5), kind="stable")]
-            take = order[: min(-diff, order.size)]
-            f[take] -= 1
-            diff += take.size
-    return f
+    while diff > 0:  # add units where they gain most
+        take = np.argsort(-(p / (f + 0.5)), kind="stable")[:diff]
+        f[take] += 1
+        diff -= take.size
+    while diff < 0:  # remove units where they cost least
+        movable = np.flatnonzero(f > 1)
+        take = movable[np.argsort(p[movable] / (f[movable] - 0.5), kind="stable")][:-diff]
+        f[take] -= 1
+        diff += take.size
+    while True:  # exchange units while that helps; each batch strictly improves the objective
+        gain = p / (f + 0.5)
+        loss = np.where(f > 1, p / np.maximum(f - 0.5, 0.5), np.inf)
+        to = np.argsort(-gain, kind="stable")
+        fro = np.argsort(loss, kind="stable")
+        k = int(np.count_nonzero(gain[to] > loss[fro]))  # a prefix: gains fall, losses rise
+        if k == 0:
+            return f
+        f[to[:k]] += 1
+        f[fro[:k]] -= 1
