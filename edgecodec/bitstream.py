@@ -168,8 +168,10 @@ def unpack(data: BytesLike, expect_model_id: Optional[bytes] = None) -> tuple[He
         raise BitstreamError(f"{n} streams declared; at most {MAX_STREAMS} are allowed")
     if fields["reserved"] != b"\0\0\0":
         raise BitstreamError("reserved header bytes are not zero")
-    lengths = [_LENGTH.unpack_from(data, HEADER_SIZE + 4 * i)[0] for i in range(n)]
     start = HEADER_SIZE + 4 * n
+    if start + CRC_SIZE > length:
+        raise BitstreamError(f"{n} streams declared, but their lengths do not fit in the packet")
+    lengths = [_LENGTH.unpack_from(data, HEADER_SIZE + 4 * i)[0] for i in range(n)]
     if start + sum(lengths) + CRC_SIZE != length:
         raise BitstreamError("stream lengths do not add up to the packet length")
     streams = []
