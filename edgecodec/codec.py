@@ -49,7 +49,7 @@ def from_rgb(rgb: np.ndarray, channels: int) -> np.ndarray:
     return rgb
 
 
-def _pad(rgb: np.ndarray) -> np.ndarray:
+def pad_image(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     ph = -h % contract.ALIGN
     pw = -w % contract.ALIGN
@@ -108,7 +108,7 @@ class Codec:
         quality = self._check_quality(quality)
         rgb, channels = to_rgb(image)
         h, w = rgb.shape[:2]
-        y, z = self.analyse(_pad(rgb), quality)
+        y, z = self.analyse(pad_image(rgb), quality)
         z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
         y_index = self.bundle.hyper.indices(z, quality)
         streams = [

@@ -1,0 +1,190 @@
+"""The learned codec end to end, with the committed models: round trips, sizes, channels, determinism, bad input."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgecodec import bitstream
+from edgecodec.codec import Codec, pad_image
+from edgecodec.errors import BitstreamError, EdgecodecError, ModelError, ModelMismatchError
+from edgecodec.evaluate import psnr
+from edgecodec.models import ModelBundle, default_model_dir
+
+
+def synthetic_photo(h=128, w=192, seed=0) -> np.ndarray:
+    """A smooth scene with edges and mild noise: gradients, a disc and a bar, like a simple photo."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([80 + 100 * xx / w, 60 + 120 * yy / h, 140 - 60 * (xx + yy) / (h + w)], axis=2)
+    disc = (yy - h * 0.5) ** 2 + (xx - w * 0.35) ** 2 < (min(h, w) * 0.25) ** 2
+    img[disc] = [200, 60, 40]
+    img[h // 5:h // 5 + 8, w // 2:w - 10] = [20, 20, 30]
+    img += rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec.load(threads=2)
+
+
+def test_round_trip_keeps_size_and_beats_flat_gray(codec):
+    img = synthetic_photo()
+    out = codec.decode(codec.encode(img, codec.qualities[-1]))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    flat = np.full_like(img, int(img.mean()))
+    assert psnr(img, out) > psnr(img, flat) + 3
+
+
+def test_higher_quality_spends_more_bits_for_less_error(codec):
+    img = synthetic_photo()
+    low, high = codec.qualities[0], codec.qualities[-1]
+    p_low, p_high = codec.encode(img, low), codec.encode(img, high)
+    assert len(p_high) > len(p_low)
+    assert psnr(img, codec.decode(p_high)) > psnr(img, codec.decode(p_low))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (17, 33, 3), (3, 4000, 3), (65, 64, 3)])
+def test_odd_sizes_round_trip_to_the_same_shape(codec, shape):
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    packet = codec.encode(img, 2)
+    header, _ = bitstream.unpack(packet)
+    assert (header.height, header.width) == shape[:2]
+    assert codec.decode(packet).shape == shape
+
+
+def test_grayscale_input_decodes_to_grayscale(codec):
+    gray = synthetic_photo()[:, :, 1]
+    out = codec.decode(codec.encode(gray, 5))
+    assert out.shape == gray.shape
+    assert bitstream.unpack(codec.encode(gray, 5))[0].channels == 1
+
+
+def test_rgba_input_keeps_colour_and_restores_opaque_alpha(codec):
+    rgba = np.concatenate([synthetic_photo(), np.full((128, 192, 1), 7, np.uint8)], axis=2)
+    out = codec.decode(codec.encode(rgba, 5))
+    assert out.shape == rgba.shape
+    assert np.all(out[:, :, 3] == 255)
+
+
+def test_unknown_quality_is_refused(codec):
+    with pytest.raises(EdgecodecError, match="quality"):
+        codec.encode(synthetic_photo(), 99)
+
+
+def test_non_uint8_image_is_refused(codec):
+    with pytest.raises(EdgecodecError, match="uint8"):
+        codec.encode(np.zeros((8, 8, 3), np.float32), 0)
+
+
+def test_bitstream_of_another_model_is_refused_with_both_ids(codec):
+    header, streams = bitstream.unpack(codec.encode(synthetic_photo(), 1))
+    other = bitstream.pack(dataclasses.replace(header, model_id=b"\x01" * 8), streams)
+    with pytest.raises(ModelMismatchError, match="0101010101010101"):
+        codec.decode(other)
+
+
+def test_corrupted_and_truncated_packets_raise_bitstream_errors(codec):
+    packet = codec.encode(synthetic_photo(), 3)
+    flipped = bytearray(packet)
+    flipped[len(packet) // 2] ^= 0x10
+    with pytest.raises(BitstreamError):
+        codec.decode(bytes(flipped))
+    with pytest.raises(BitstreamError):
+        codec.decode(packet[:-5])
+
+
+def test_forged_streams_with_valid_crc_never_crash(codec):
+    header, streams = bitstream.unpack(codec.encode(synthetic_photo(), 3))
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        junk = [rng.integers(0, 256, len(s), dtype=np.uint8).tobytes() for s in streams]
+        try:
+            out = codec.decode(bitstream.pack(header, junk))
+        except EdgecodecError:
+            continue
+        assert out.shape == (header.height, header.width, 3)
+
+
+def test_encoded_bytes_do_not_depend_on_thread_count():
+    img = synthetic_photo(192, 256, seed=3)
+    one, two = Codec.load(threads=1), Codec.load(threads=2)
+    for q in (0, 4, 7):
+        assert one.encode(img, q) == two.encode(img, q)
+
+
+def test_decoder_table_indices_equal_encoders_across_interpreter_settings():
+    """Encoder (1 thread) and decoder (2 threads, a fresh bundle) derive identical CDF table indices."""
+    img = synthetic_photo(256, 320, seed=4)
+    enc = Codec.load(threads=1)
+    padded = pad_image(img)
+    for q in enc.qualities:
+        y, z = enc.analyse(padded, q)
+        enc_indices = enc.bundle.hyper.indices(z, q)
+        packet = enc.encode(img, q)
+        dec = Codec(ModelBundle.load(), threads=2)
+        header, streams = bitstream.unpack(packet)
+        from edgecodec import entropy
+
+        z_dec = entropy.decode(streams[0], np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape).ravel(),
+                               dec.bundle.cdf_z).reshape(z.shape)
+        assert np.array_equal(z_dec, z)
+        assert np.array_equal(dec.bundle.hyper.indices(z_dec, q), enc_indices)
+
+
+HASH_INDICES = """
+import hashlib, sys, numpy as np
+from edgecodec.models import ModelBundle
+b = ModelBundle.load()
+z = np.random.default_rng(7).integers(-40, 41, (9, 13, b.hyper.hyper_channels))
+h = hashlib.sha256()
+for q in b.qualities:
+    h.update(b.hyper.indices(z, q).tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_table_indices_identical_under_different_blas_thread_counts():
+    digests = set()
+    for threads in ("1", "2"):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        out = subprocess.run([sys.executable, "-c", HASH_INDICES], env=env, capture_output=True, text=True,
+                             timeout=120, check=True)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
+
+
+def test_model_folder_with_altered_file_is_refused(tmp_path):
+    import shutil
+
+    shutil.copytree(default_model_dir(), tmp_path / "m", ignore=shutil.ignore_patterns("checkpoint", "*.py"))
+    data = bytearray((tmp_path / "m" / "hyper.npz").read_bytes())
+    data[-10] ^= 1
+    (tmp_path / "m" / "hyper.npz").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="do not match"):
+        ModelBundle.load(tmp_path / "m")
+
+
+def test_malformed_manifest_is_refused(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": 1, "qualities": "many"}))
+    with pytest.raises(ModelError):
+        ModelBundle.load(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable"):
+        ModelBundle.load(tmp_path)
+
+
+def test_model_id_is_the_hash_of_the_model_files():
+    bundle = ModelBundle.load()
+    h = hashlib.sha256()
+    for name in sorted(p.name for p in bundle.dir.iterdir()
+                       if p.suffix in (".tflite", ".npz") and p.is_file()):
+        h.update(name.encode() + b"\0" + (bundle.dir / name).read_bytes())
+    assert bundle.model_id == h.digest()[:8]
