@@ -1,0 +1,25 @@
+# Developer entry points. `make test` is what CI runs; VENV=... selects another environment.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: venv test bench demo asan
+
+# (Re)install in editable mode when the build inputs change; this also compiles the C coder in place.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py setup.cfg pyproject.toml edgecodec/entropy/_rangecoder.c
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q tests
+
+bench: venv
+	$(PY) tools/bench_coder.py
+
+demo: venv
+	$(VENV)/bin/edgecodec demo
+
+asan: venv
+	PY=$(PY) .ci/asan.sh
