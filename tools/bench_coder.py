@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -61,6 +62,17 @@ def draw_symbols(specs, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     gaussian = np.array([f == "gaussian" for f, _ in specs])[indexes]
     x = np.where(gaussian, rng.normal(0.0, 1.0, n) * scale, rng.laplace(0.0, 1.0, n) * scale)
     return np.rint(x).astype(np.int32), indexes
+
+
+def machine() -> str:
+    """Return the CPU model and core count, for the record."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def best_time(fn, repeat: int) -> float:
@@ -135,7 +147,7 @@ def main(argv=None) -> int:
         "n_tables": tables.n_tables,
         "escaped": n_escaped,
         "ideal_bytes": ideal_bytes,
-        "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
+        "machine": machine(),
         "python": platform.python_version(),
         "coders": {"edgecodec": bench_ours(symbols, indexes, tables, args.repeat)},
     }
@@ -157,6 +169,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    print(f"{result['machine']}, Python {result['python']}")
     print(f"{args.n} symbols, {tables.n_tables} tables, {n_escaped} escaped; "
           f"ideal {ideal_bytes:.0f} bytes ({8 * ideal_bytes / args.n:.3f} bits/symbol)")
     print(f"{'coder':<14}{'encode Msym/s':>15}{'decode Msym/s':>15}{'bytes':>12}{'vs ideal':>10}")
