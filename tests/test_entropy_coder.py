@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from coder_cases import CODERS, draw, gaussian_tables, ideal_bits, random_tables
 
-from edgecodec.entropy import CdfTables, decode, encode
+from edgecodec.entropy import FORMAT_VERSION, CdfTables, decode, encode
 from edgecodec.entropy import reference
 from edgecodec.errors import EntropyCodingError
 
@@ -288,6 +288,7 @@ def test_encoded_bytes_match_pinned_golden_hashes():
         name: hashlib.sha256(encode(s, i, t)).hexdigest()
         for name, (t, s, i) in _golden_cases().items()
     }
+    assert FORMAT_VERSION == 1
     if os.environ.get("EDGECODEC_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
