@@ -1,0 +1,145 @@
+"""Encode/decode speed of the codec on 640x480 frames, next to OpenCV's JPEG on the same frames in the same run.
+
+    python tools/bench_codec.py [--frames DIR] [--quality 3] [--threads 2] [--seconds 5] [--json]
+
+Frames are 640x480 centre crops of the images in DIR (e.g. ../shared/data/kodak), or a synthetic scene when
+no folder is given. Encode = int8 inference + hyper-synthesis + range coding + container; decode = the
+reverse including the float synthesis. Each stage is also timed on its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import sys
+import time
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from edgecodec import bitstream, entropy  # noqa: E402
+from edgecodec.codec import Codec, pad_image  # noqa: E402
+from edgecodec.evaluate import list_images, psnr  # noqa: E402
+from edgecodec.imageio import read_image  # noqa: E402
+
+W, H = 640, 480
+
+
+def load_frames(folder, n=8):
+    if folder:
+        frames = []
+        for path in list_images(folder)[:n]:
+            img = read_image(path)
+            if img.ndim == 2:
+                img = np.repeat(img[:, :, None], 3, axis=2)
+            img = img[:, :, :3]
+            if img.shape[0] > img.shape[1]:
+                img = np.ascontiguousarray(np.rot90(img))
+            if img.shape[0] < H or img.shape[1] < W:
+                img = cv2.resize(img, (max(W, img.shape[1]), max(H, img.shape[0])))
+            y0, x0 = (img.shape[0] - H) // 2, (img.shape[1] - W) // 2
+            frames.append(np.ascontiguousarray(img[y0:y0 + H, x0:x0 + W]))
+        if frames:
+            return frames
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    rng = np.random.default_rng(0)
+    frames = []
+    for t in range(n):
+        img = np.stack([128 + 60 * np.sin((xx + 9 * t) / 40), 128 + 60 * np.cos(yy / 30 + t / 3),
+                        100 + 50 * np.sin((xx + yy) / 60)], axis=2) + rng.normal(0, 4, (H, W, 3))
+        frames.append(np.clip(img, 0, 255).astype(np.uint8))
+    return frames
+
+
+def rate(fn, items, seconds):
+    """Calls per second of fn over items, cycling until `seconds` have passed (after one warm-up pass)."""
+    for it in items[:2]:
+        fn(it)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn(items[n % len(items)])
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= seconds and n >= len(items):
+            return n / el
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", help="folder of images to crop 640x480 frames from (default: synthetic)")
+    ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
+    ap.add_argument("--jpeg-quality", type=int, default=90)
+    ap.add_argument("--model", help="model folder (default: shipped models)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    cv2.setNumThreads(args.threads)
+    frames = load_frames(args.frames)
+    codec = Codec.load(args.model, threads=args.threads)
+    q = args.quality
+    packets = [codec.encode(f, q) for f in frames]
+    bundle = codec.bundle
+    padded = [pad_image(f) for f in frames]
+    latents = [codec.analyse(p, q) for p in padded]
+    indices = [bundle.hyper.indices(z, q) for _, z in latents]
+    streams = [bitstream.unpack(p)[1] for p in packets]
+
+    res = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "frame": f"{W}x{H}", "frames": len(frames), "quality": q,
+        "source": args.frames or "synthetic",
+        "edgecodec": {
+            "encode_fps": rate(lambda f: codec.encode(f, q), frames, args.seconds),
+            "decode_fps": rate(codec.decode, packets, args.seconds),
+            "bpp": float(np.mean([len(p) * 8 / (W * H) for p in packets])),
+            "psnr": float(np.mean([psnr(f, codec.decode(p)) for f, p in zip(frames, packets)])),
+            "stage_ms": {
+                "int8_inference": 1000 / rate(lambda p: codec.analyse(p, q), padded, args.seconds / 2),
+                "hyper_synthesis": 1000 / rate(lambda l: bundle.hyper.indices(l[1], q), latents, args.seconds / 2),
+                "range_encode": 1000 / rate(
+                    lambda i: entropy.encode(latents[i][0].ravel(), indices[i].ravel(), bundle.cdf_y),
+                    list(range(len(frames))), args.seconds / 2),
+                "range_decode": 1000 / rate(
+                    lambda i: entropy.decode(streams[i][1], indices[i].ravel(), bundle.cdf_y),
+                    list(range(len(frames))), args.seconds / 2),
+                "synthesis": 1000 / rate(
+                    lambda l: bundle.tflite("decoder.tflite", args.threads).run(
+                        (l[0].astype(np.float32) * bundle.gains[1][q])[None]),
+                    latents, args.seconds / 2),
+            },
+        },
+    }
+    bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
+    jpegs = [cv2.imencode(".jpg", b, [cv2.IMWRITE_JPEG_QUALITY, args.jpeg_quality])[1] for b in bgr]
+    res["jpeg"] = {
+        "quality": args.jpeg_quality,
+        "encode_fps": rate(lambda b: cv2.imencode(".jpg", b, [cv2.IMWRITE_JPEG_QUALITY, args.jpeg_quality]),
+                           bgr, args.seconds),
+        "decode_fps": rate(lambda j: cv2.imdecode(j, cv2.IMREAD_COLOR), jpegs, args.seconds),
+        "bpp": float(np.mean([j.size * 8 / (W * H) for j in jpegs])),
+    }
+    ec, jp = res["edgecodec"], res["jpeg"]
+    res["ratio_to_jpeg"] = {"encode": ec["encode_fps"] / jp["encode_fps"], "decode": ec["decode_fps"] / jp["decode_fps"]}
+    res["targets"] = {"encode_fps>=30": ec["encode_fps"] >= 30, "decode_fps>=15": ec["decode_fps"] >= 15}
+
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    print(f"{W}x{H}, {len(frames)} frames ({res['source']}), quality {q}, {args.threads} threads")
+    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps, decode {ec['decode_fps']:.1f} fps, "
+          f"{ec['bpp']:.3f} bpp, {ec['psnr']:.2f} dB")
+    print("  stages (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in ec["stage_ms"].items()))
+    print(f"OpenCV JPEG q{jp['quality']}: encode {jp['encode_fps']:.1f} fps, decode {jp['decode_fps']:.1f} fps, "
+          f"{jp['bpp']:.3f} bpp")
+    print(f"ratio edgecodec/JPEG: encode {res['ratio_to_jpeg']['encode']:.2f}x, "
+          f"decode {res['ratio_to_jpeg']['decode']:.2f}x")
+    print("targets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in res["targets"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Rate-distortion curves and BD-rates on an image folder: edgecodec (int8 and float encoders) vs OpenCV codecs.
+
+    python tools/rd_plot.py ../shared/data/kodak -o docs/rd_kodak.png [--json docs/rd_kodak.json]
+
+Every point is measured in this run: bpp from the bytes each encoder wrote (edgecodec's container
+header included), PSNR over RGB on the decoded image, both averaged per image. BD-rate follows
+Bjontegaard (VCEG-M33): cubic fits of log-rate against PSNR, integrated over the PSNR range both
+curves cover; negative means fewer bits than the reference at equal quality.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from edgecodec.codec import Codec  # noqa: E402
+from edgecodec.evaluate import evaluate_folder, list_images, psnr  # noqa: E402
+from edgecodec.imageio import read_image  # noqa: E402
+
+OPENCV_CODECS = {
+    "JPEG": (".jpg", lambda q: [cv2.IMWRITE_JPEG_QUALITY, q], [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "WebP": (".webp", lambda q: [cv2.IMWRITE_WEBP_QUALITY, q], [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
+    "AVIF": (".avif", lambda q: [cv2.IMWRITE_AVIF_QUALITY, q, cv2.IMWRITE_AVIF_SPEED, 6],
+             [10, 20, 30, 40, 50, 60, 70, 80, 90]),
+}
+
+
+def opencv_curve(images, ext, params, qualities):
+    points = []
+    for q in qualities:
+        bpp, dbs = [], []
+        for img in images:
+            ok, buf = cv2.imencode(ext, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params(q))
+            if not ok:
+                raise RuntimeError(f"OpenCV cannot encode {ext}")
+            out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            bpp.append(buf.size * 8 / (img.shape[0] * img.shape[1]))
+            dbs.append(psnr(img, out))
+        points.append({"quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(dbs))})
+    return points
+
+
+def bd_rate(ref, test):
+    """Bjontegaard delta rate of `test` against `ref` in percent; None when the PSNR ranges do not overlap."""
+    r1, d1 = np.log([p["bpp"] for p in ref]), np.array([p["psnr"] for p in ref])
+    r2, d2 = np.log([p["bpp"] for p in test]), np.array([p["psnr"] for p in test])
+    lo, hi = max(d1.min(), d2.min()), min(d1.max(), d2.max())
+    if hi <= lo:
+        return None
+    p1, p2 = np.polyfit(d1, r1, 3), np.polyfit(d2, r2, 3)
+    i1, i2 = np.polyint(p1), np.polyint(p2)
+    avg1 = (np.polyval(i1, hi) - np.polyval(i1, lo)) / (hi - lo)
+    avg2 = (np.polyval(i2, hi) - np.polyval(i2, lo)) / (hi - lo)
+    return float((np.exp(avg2 - avg1) - 1) * 100)
+
+
+def plot(curves, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+    for name, pts in curves.items():
+        ax.plot([p["bpp"] for p in pts], [p["psnr"] for p in pts], marker="o", ms=3, label=name)
+    ax.set_xlabel("bits per pixel (from the encoded bytes)")
+    ax.set_ylabel("PSNR over RGB (dB)")
+    ax.set_xlim(0, 1.6)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", help="evaluation images (e.g. ../shared/data/kodak)")
+    ap.add_argument("-o", "--out", default="rd.png", help="plot file (PNG); needs matplotlib")
+    ap.add_argument("--json", metavar="FILE", help="also write all points and BD-rates as JSON")
+    ap.add_argument("--model", help="model folder (default: shipped models)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-plot", action="store_true")
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    images = [read_image(p) for p in list_images(args.folder)]
+    images = [np.repeat(i[:, :, None], 3, 2) if i.ndim == 2 else i[:, :, :3] for i in images]
+    curves = {}
+    for encoder, label in (("int8", "edgecodec (int8 encoder)"), ("float", "edgecodec (float encoder)")):
+        codec = Codec.load(args.model, threads=args.threads, encoder=encoder)
+        report = evaluate_folder(args.folder, codec=codec)
+        curves[label] = [{k: r[k] for k in ("quality", "bpp", "psnr")} for r in report["per_quality"]]
+        model_id = report["model_id"]
+        print(f"{label}: done ({time.time() - t0:.0f} s)", file=sys.stderr)
+    for name, (ext, params, qualities) in OPENCV_CODECS.items():
+        curves[f"{name} (OpenCV {cv2.__version__})"] = opencv_curve(images, ext, params, qualities)
+        print(f"{name}: done ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+    names = list(curves)
+    jpeg = next(n for n in names if n.startswith("JPEG"))
+    table = {n: {"vs JPEG": bd_rate(curves[jpeg], curves[n])} for n in names}
+    int8, flt = names[0], names[1]
+    table[int8]["vs float encoder"] = bd_rate(curves[flt], curves[int8])
+    for ref in names[3:]:
+        for n in names[:2]:
+            table[n][f"vs {ref.split()[0]}"] = bd_rate(curves[ref], curves[n])
+
+    result = {"folder": args.folder, "images": len(images), "model_id": model_id, "curves": curves,
+              "bd_rate_percent": table, "seconds": time.time() - t0}
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+    if not args.no_plot:
+        plot(curves, args.out, f"{pathlib.Path(args.folder).name}: {len(images)} images, model {model_id}")
+    print(f"| codec | {' | '.join(k for k in table[int8])} |")
+    print("|---|" + "---|" * len(table[int8]))
+    for n in names:
+        cells = [("%+.1f%%" % table[n][k]) if table[n].get(k) is not None else "n/a" for k in table[int8]]
+        print(f"| {n} | {' | '.join(cells)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
