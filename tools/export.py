@@ -66,18 +66,26 @@ def calibration_crops(folders, n=24, size=256, seed=0):
 
 
 def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
-    """Analysis + hyper-analysis on 0..255 RGB, with the quality's gain folded into the last conv."""
+    """Analysis + hyper-analysis on 0..255 RGB.
+
+    With a quality, the last analysis convolution appears twice: once with that quality's gain folded
+    in, whose output (pinned to scale 1) is the latent symbols, and once plain, feeding the
+    hyper-analysis. Branching h_a off the rounded, gained latents instead would starve it at low
+    qualities, where most of them round to zero.
+    """
     ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
     ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
     ga[0] = (ga[0][0] / 255.0, ga[0][1], ga[0][2])
+    last = ga.pop()
+    gained = last
     if quality is not None:
         gain = np.exp(model.log_gain.numpy()[quality])
-        k, b, s = ga[-1]
-        ga[-1] = (k * gain, b * gain, s)
-        k, b, s = ha[0]
-        ha[0] = (k / gain[None, None, :, None], b, s)
-    ga = [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in ga]
-    ha = [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in ha]
+        gained = (last[0] * gain, last[1] * gain, last[2])
+
+    def const(layers):
+        return [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in layers]
+
+    ga, ha, (last,), (gained,) = const(ga), const(ha), const([last]), const([gained])
 
     def fq(t):
         return tf.quantization.fake_quant_with_min_max_args(t, min=-128.0, max=127.0, num_bits=8) if fake_quant else t
@@ -85,12 +93,10 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
     def encode(image):
         h = image
-        for i, (k, b, s) in enumerate(ga):
-            h = conv_apply(h, k, b, s)
-            if i < len(ga) - 1:
-                h = tf.nn.relu(h)
-        y = fq(h)
-        h = y
+        for k, b, s in ga:
+            h = tf.nn.relu(conv_apply(h, k, b, s))
+        y = fq(conv_apply(h, *gained)) if quality is not None else conv_apply(h, *last)
+        h = conv_apply(h, *last) if quality is not None else y
         for i, (k, b, s) in enumerate(ha):
             h = conv_apply(h, k, b, s)
             if i < len(ha) - 1:
