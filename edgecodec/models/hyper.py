@@ -13,6 +13,7 @@ import numpy as np
 
 from edgecodec.errors import ModelError
 from edgecodec.models import contract
+from edgecodec.models.blas import single_threaded
 
 MAX_TAPS = (1 << 24) // (contract.ACT_MAX * contract.ACT_MAX)
 
@@ -69,7 +70,8 @@ class HyperSynthesis:
         a = np.clip(z.astype(np.int64), -contract.ACT_MAX, contract.ACT_MAX)
         last = len(self.weights) - 1
         for i, (w, b, m) in enumerate(zip(self.weights, self.biases, self.mults)):
-            acc = _conv3x3(a, w) + b
+            with single_threaded():
+                acc = _conv3x3(a, w) + b
             if i < last:
                 a = _depth_to_space(np.clip(_requant(acc, m), 0, contract.ACT_MAX))
             else:
