@@ -110,7 +110,7 @@ class Codec:
         h, w = rgb.shape[:2]
         y, z = self.analyse(pad_image(rgb), quality)
         z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
-        y_index = self.bundle.hyper.indices(z, quality)
+        y_index = self.bundle.hyper.indices(z, quality, y.shape[:2])
         streams = [
             entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z),
             entropy.encode(y.ravel(), y_index.ravel(), self.bundle.cdf_y),
@@ -130,12 +130,12 @@ class Codec:
         quality = header.quality
         if quality not in self.qualities:
             raise BitstreamError(f"quality {quality} unknown to this model")
-        hp = header.height + (-header.height % contract.ALIGN)
-        wp = header.width + (-header.width % contract.ALIGN)
-        z_shape = (hp // 64, wp // 64, self._z_channels)
+        yh = -(-header.height // contract.ALIGN)
+        yw = -(-header.width // contract.ALIGN)
+        z_shape = (-(-yh // 4), -(-yw // 4), self._z_channels)
         z_index = np.broadcast_to(np.arange(self._z_channels, dtype=np.int32), z_shape)
         z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
-        y_index = self.bundle.hyper.indices(z, quality)
+        y_index = self.bundle.hyper.indices(z, quality, (yh, yw))
         y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape)
         y_hat = y.astype(np.float32) * self.bundle.gains[1][quality]
         (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])

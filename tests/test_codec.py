@@ -188,3 +188,24 @@ def test_model_id_is_the_hash_of_the_model_files():
                        if p.suffix in (".tflite", ".npz") and p.is_file()):
         h.update(name.encode() + b"\0" + (bundle.dir / name).read_bytes())
     assert bundle.model_id == h.digest()[:8]
+
+
+def test_tflite_hyper_kernels_reproduce_the_integer_convolution_exactly():
+    from edgecodec.models.hyper import _conv3x3
+
+    hyper = ModelBundle.load().hyper
+    rng = np.random.default_rng(11)
+    for i, (conv, w) in enumerate(zip(hyper.convs, hyper.weights)):
+        a = rng.integers(-127 if i == 0 else 0, 128, (23, 17, w.shape[2]))
+        assert np.array_equal(np.asarray(conv(a), np.int64), _conv3x3(a, w))
+
+
+def test_hyper_kernel_that_disagrees_with_its_weights_is_refused():
+    from edgecodec.models.hyper import HyperSynthesis
+
+    bundle = ModelBundle.load()
+    arrays = bundle._npz("hyper.npz")
+    good = HyperSynthesis(arrays).convs
+    off_by_one = [good[0], lambda a: np.asarray(good[1](a)) + (np.arange(a.shape[1]) == 3)[None, :, None], good[2]]
+    with pytest.raises(ModelError, match="kernel 1"):
+        HyperSynthesis(arrays, off_by_one)

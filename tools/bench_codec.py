@@ -85,7 +85,7 @@ def main(argv=None):
     bundle = codec.bundle
     padded = [pad_image(f) for f in frames]
     latents = [codec.analyse(p, q) for p in padded]
-    indices = [bundle.hyper.indices(z, q) for _, z in latents]
+    indices = [bundle.hyper.indices(z, q, y.shape[:2]) for y, z in latents]
     streams = [bitstream.unpack(p)[1] for p in packets]
 
     res = {
@@ -99,7 +99,8 @@ def main(argv=None):
             "psnr": float(np.mean([psnr(f, codec.decode(p)) for f, p in zip(frames, packets)])),
             "stage_ms": {
                 "int8_inference": 1000 / rate(lambda p: codec.analyse(p, q), padded, args.seconds / 2),
-                "hyper_synthesis": 1000 / rate(lambda l: bundle.hyper.indices(l[1], q), latents, args.seconds / 2),
+                "hyper_synthesis": 1000 / rate(lambda l: bundle.hyper.indices(l[1], q, l[0].shape[:2]), latents,
+                                               args.seconds / 2),
                 "range_encode": 1000 / rate(
                     lambda i: entropy.encode(latents[i][0].ravel(), indices[i].ravel(), bundle.cdf_y),
                     list(range(len(frames))), args.seconds / 2),

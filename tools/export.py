@@ -195,6 +195,17 @@ def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
     return out
 
 
+def exact_conv_model(w_int8: np.ndarray) -> bytes:
+    """A float TFLite 3x3 convolution whose weights are the int8 values: exact on integer inputs (docs/models.md)."""
+    kernel = tf.constant(w_int8.astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, w_int8.shape[2]], tf.float32, name="activations")])
+    def conv(a):
+        return {"acc": tf.nn.conv2d(a, kernel, 1, "SAME")}
+
+    return convert_float(conv)
+
+
 def gaussian_tables():
     scales = contract.scale_table()
     pmfs, offsets, lengths = [], [], []
@@ -259,8 +270,13 @@ def main(argv=None):
     (out / "decoder.tflite").write_bytes(convert_float(decoder_function(model)))
 
     z_samples = [model.h_a(model.g_a(tf.constant(c[None] / 255.0))).numpy()[0] for c in crops]
-    np.savez(out / "hyper.npz", **quantize_hyper(model, [np.round(z) for z in z_samples]),
+    hyper = quantize_hyper(model, [np.round(z) for z in z_samples])
+    np.savez(out / "hyper.npz", **hyper,
              gain=np.exp(model.log_gain.numpy()), inv_gain=np.exp(model.log_inv_gain.numpy()))
+    hyper_convs = []
+    for i in range(sum(1 for k in hyper if k.startswith("w"))):
+        hyper_convs.append(f"hyper_conv{i}.tflite")
+        (out / hyper_convs[-1]).write_bytes(exact_conv_model(hyper[f"w{i}"]))
     CdfTables.from_pmfs(*gaussian_tables()).save(out / "cdf_y.npz")
     CdfTables.from_pmfs(*logistic_tables(model.z_loc.numpy(), model.z_log_scale.numpy())).save(out / "cdf_z.npz")
 
@@ -273,6 +289,7 @@ def main(argv=None):
             for q, lam in enumerate(cfg.lambdas)
         ],
         "scale_table": {"min": SCALE_MIN, "max": SCALE_MAX, "levels": SCALE_LEVELS},
+        "hyper_convs": hyper_convs,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     from edgecodec.models import ModelBundle

@@ -30,9 +30,10 @@ def default_model_dir() -> pathlib.Path:
 class ModelBundle:
     """A model folder: encoders per quality, decoder, hyper-synthesis, CDF tables, and its identity."""
 
-    def __init__(self, directory: pathlib.Path, manifest: dict):
+    def __init__(self, directory: pathlib.Path, manifest: dict, hyper_threads: int = 2):
         self.dir = directory
         self.manifest = manifest
+        self.hyper_threads = hyper_threads
         self._models = {}
 
     @classmethod
@@ -68,7 +69,7 @@ class ModelBundle:
 
     @staticmethod
     def _file_names(manifest) -> list[str]:
-        names = [q["encoder"] for q in manifest["qualities"]]
+        names = [q["encoder"] for q in manifest["qualities"]] + list(manifest.get("hyper_convs", []))
         return sorted(names + [contract.DECODER, contract.FLOAT_ENCODER, contract.HYPER,
                                contract.CDF_Y, contract.CDF_Z])
 
@@ -97,7 +98,18 @@ class ModelBundle:
 
     @cached_property
     def hyper(self) -> HyperSynthesis:
-        return HyperSynthesis(self._npz(contract.HYPER))
+        """The integer hyper-synthesis, with its convolutions on TFLite when the folder carries them."""
+        names = self.manifest.get("hyper_convs") or []
+        convs = [self._exact_conv(name) for name in names] or None
+        return HyperSynthesis(self._npz(contract.HYPER), convs)
+
+    def _exact_conv(self, name: str):
+        model = self.tflite(name, self.hyper_threads)
+
+        def conv(a):
+            return model.run(np.asarray(a, np.float32)[None])[0][0]
+
+        return conv
 
     @cached_property
     def gains(self) -> tuple[np.ndarray, np.ndarray]:

@@ -24,8 +24,9 @@ SCALE_LEVELS = 64
 # Each table covers +-TAIL_SIGMAS standard deviations; values beyond are escape-coded by the range coder.
 TAIL_SIGMAS = 6.0
 
-# Spatial alignment: y is at 1/16 of the image, z at 1/64; images are edge-padded to a multiple of this.
-ALIGN = 64
+# Images are edge-padded to a multiple of ALIGN; y is then exactly 1/16 of the padded size and z is
+# ceil(1/4) of y (stride-2 'same' convolutions). The hyper-synthesis output is cropped to y's size.
+ALIGN = 16
 
 # Fixed-point precision of the integer hyper-synthesis requantization multipliers.
 HYPER_SHIFT = 24

@@ -40,9 +40,13 @@ def _depth_to_space(a: np.ndarray) -> np.ndarray:
 
 
 class HyperSynthesis:
-    """Holds the quantized layers; ``indices`` maps hyper-latent symbols to latent CDF table indices."""
+    """Holds the quantized layers; ``indices`` maps hyper-latent symbols to latent CDF table indices.
 
-    def __init__(self, arrays):
+    ``convs``, if given, holds one callable per layer computing the exact bias-free convolution of an
+    integer (H, W, Cin) array (as float32); otherwise numpy computes it.
+    """
+
+    def __init__(self, arrays, convs=None):
         try:
             n = sum(1 for k in arrays if k.startswith("w"))
             self.weights = [np.asarray(arrays[f"w{i}"], np.int8) for i in range(n)]
@@ -60,18 +64,44 @@ class HyperSynthesis:
         self.hyper_channels = self.weights[0].shape[2]
         if self.index_offset.ndim != 2 or self.index_offset.shape[1] != self.latent_channels:
             raise ModelError("hyper-synthesis index offsets do not match its output channels")
+        self.convs = [self._numpy_conv(w) for w in self.weights]
+        if convs is not None:
+            self._check_convs(convs)
+            self.convs = list(convs)
+
+    @staticmethod
+    def _numpy_conv(w):
+        def conv(a):
+            with single_threaded():
+                return _conv3x3(a, w)
+        return conv
+
+    def _check_convs(self, convs) -> None:
+        """Refuse kernels that do not reproduce the numpy convolution exactly on full-range probes."""
+        if len(convs) != len(self.weights):
+            raise ModelError(f"{len(convs)} hyper-synthesis kernels for {len(self.weights)} layers")
+        rng = np.random.default_rng(0)
+        for i, (conv, w) in enumerate(zip(convs, self.weights)):
+            lo = -contract.ACT_MAX if i == 0 else 0
+            probe = rng.integers(lo, contract.ACT_MAX + 1, (5, 7, w.shape[2]))
+            probe[0, 0] = contract.ACT_MAX
+            if not np.array_equal(np.asarray(conv(probe), np.int64), _conv3x3(probe, w)):
+                raise ModelError(f"hyper-synthesis kernel {i} does not match its integer weights")
 
     @property
     def qualities(self) -> int:
         return self.index_offset.shape[0]
 
-    def indices(self, z: np.ndarray, quality: int) -> np.ndarray:
-        """Table index (int32, shape (4H, 4W, latent)) for each latent, from z symbols of shape (H, W, hyper)."""
+    def indices(self, z: np.ndarray, quality: int, shape=None) -> np.ndarray:
+        """Table index (int32) per latent, from z symbols (H, W, hyper); (4H, 4W, latent) cropped to ``shape``."""
         a = np.clip(z.astype(np.int64), -contract.ACT_MAX, contract.ACT_MAX)
         last = len(self.weights) - 1
-        for i, (w, b, m) in enumerate(zip(self.weights, self.biases, self.mults)):
-            with single_threaded():
-                acc = _conv3x3(a, w) + b
+        for i, (conv, b, m) in enumerate(zip(self.convs, self.biases, self.mults)):
+            if i == last and shape is not None:
+                a = a[:shape[0] + 1, :shape[1] + 1]
+            acc = np.asarray(conv(a), np.int64) + b
+            if i == last and shape is not None:
+                acc = acc[:shape[0], :shape[1]]
             if i < last:
                 a = _depth_to_space(np.clip(_requant(acc, m), 0, contract.ACT_MAX))
             else:
