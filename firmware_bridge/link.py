@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import serial
 
-from firmware_bridge.errors import FrameRejected, LinkTimeout, PortError
+from firmware_bridge.errors import FrameRejected, LinkTimeout, PortError, ProtocolError
 from firmware_bridge.framing import FLAG_REPLY, MAX_PAYLOAD, FrameDecoder, encode_frame, max_wire_size
 from firmware_bridge.messages import (AckResult, Ack, FrameAbort, FrameBegin, FrameChunk, FrameStatus, Heartbeat,
                                       Hello, MsgType, Request, SetQuality, Status, Telemetry, Trigger, XferState,
@@ -53,7 +53,7 @@ class Link:
     def __init__(self, port: str | Any, baudrate: int = 115200, *, role: str = "host", name: str = "",
                  window: int = 16, chunk_size: int | None = None, max_frame: int = 1 << 20,
                  max_payload: int = MAX_PAYLOAD, heartbeat_interval: float = 2.0, latency: float = 0.05,
-                 retries: int = 8, poll_every: int = 1, reconnect: bool = True,
+                 retries: int = 8, link_timeout: float = 2.0, poll_every: int = 1, reconnect: bool = True,
                  on_trigger: Callable[[Trigger], None] | None = None,
                  on_set_quality: Callable[[SetQuality], None] | None = None,
                  on_telemetry: Callable[[Telemetry], None] | None = None,
@@ -75,6 +75,7 @@ class Link:
         self.heartbeat_interval = heartbeat_interval
         self.latency = latency
         self.retries = retries
+        self.link_timeout = link_timeout
         self.poll_every = max(1, int(poll_every))
         self.reconnect = reconnect
         self.on_trigger, self.on_set_quality, self.on_telemetry = on_trigger, on_set_quality, on_telemetry
@@ -182,6 +183,10 @@ class Link:
         if not reliable or msg.TYPE not in _RELIABLE_TYPES:
             self._send_frame_bytes(msg.TYPE, msg.pack(), 0, self._next_seq())
             return True
+        return self._send_reliable(msg, timeout) == AckResult.OK
+
+    def _send_reliable(self, msg, timeout: float) -> int | None:
+        """Stop-and-wait: the peer's ACK result, or None when every retry went unanswered."""
         deadline = time.monotonic() + timeout
         with self._reliable_lock:
             with self._cond:
@@ -189,36 +194,44 @@ class Link:
                 rseq = self._rseq
             payload = msg.pack()
             for attempt in range(self.retries + 1):
-                now = time.monotonic()
-                if now >= deadline:
+                if time.monotonic() >= deadline:
                     break
                 with self._cond:
                     self._acks.pop(rseq, None)
                 self._send_frame_bytes(msg.TYPE, payload, FLAG_REPLY, rseq)
-                wait_until = min(deadline, self._reply_deadline(1.5 ** attempt))
+                wait_until = min(deadline, self._reply_deadline(min(1.5 ** attempt, 8.0)))
                 with self._cond:
                     while rseq not in self._acks and time.monotonic() < wait_until:
                         self._cond.wait(wait_until - time.monotonic())
                     result = self._acks.pop(rseq, None)
                 if result is not None:
-                    return result == AckResult.OK
+                    return result
                 self._counters["timeouts"] += 1
-            return False
+            return None
 
     def request(self, what: int, timeout: float = 5.0):
-        """Ask the peer for a HELLO, TELEMETRY or STATUS message and return it; raise LinkTimeout."""
+        """Ask the peer for a HELLO, TELEMETRY or STATUS message and return it; raise LinkTimeout.
+
+        The answer is an ordinary (unacknowledged) message, so a lost answer is asked for again.
+        """
         deadline = time.monotonic() + timeout
-        with self._cond:
-            before = self._latest.get(what, (0, None))[0]
-        if not self.send(Request(what), timeout=timeout):
-            raise LinkTimeout("the peer did not accept the request")
-        with self._cond:
-            while self._latest.get(what, (0, None))[0] == before:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise LinkTimeout("the peer acknowledged the request but sent no answer")
-                self._cond.wait(left)
-            return self._latest[what][1]
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LinkTimeout(f"no answer to the request within {timeout:g} s")
+            with self._cond:
+                before = self._latest.get(what, (0, None))[0]
+            result = self._send_reliable(Request(what), left)
+            if result is None:
+                raise LinkTimeout(f"the peer did not acknowledge the request within {timeout:g} s")
+            if result != AckResult.OK:
+                raise ProtocolError(f"the peer cannot answer a request for message type 0x{what:02x}")
+            wait_until = min(deadline, self._reply_deadline(4.0))
+            with self._cond:
+                while self._latest.get(what, (0, None))[0] == before and time.monotonic() < wait_until:
+                    self._cond.wait(wait_until - time.monotonic())
+                if self._latest.get(what, (0, None))[0] != before:
+                    return self._latest[what][1]
 
     def send_frame(self, data: bytes, timeout: float = 30.0,
                    progress: Callable[[int, int], None] | None = None) -> bool:
@@ -261,7 +274,7 @@ class Link:
         return FrameSender(data, self._xfer_id, chunk, window)
 
     def _run_transfer(self, tx: FrameSender, peer: Hello, deadline: float, progress) -> bool:
-        retries, scale, reported = 0, 1.0, -1
+        retries, scale, reported, last_answer = 0, 1.0, -1, time.monotonic()
         with self._cond:
             self._tx, self._poll_seq, self._poll_deadline = tx, None, None
         try:
@@ -278,8 +291,8 @@ class Link:
                         retries += 1
                         scale = min(scale * 1.5, 8.0)
                         self._poll_deadline = None
-                        if retries > self.retries:
-                            return False
+                        if retries > self.retries and now - last_answer >= self.link_timeout:
+                            return False  # the retry limit, and the peer silent for link_timeout
                         if tx.begun:
                             tx.expire()  # resend what is in flight; each resent chunk polls again
                         else:
@@ -306,7 +319,9 @@ class Link:
                     if flags & FLAG_REPLY:
                         self._poll_sent[seq] = end
                 with self._cond:
-                    if out and out[-1][2] & FLAG_REPLY:
+                    if (out and out[-1][2] & FLAG_REPLY) or self._poll_deadline is None:
+                        # A deadline always runs while waiting, so a lost or misread answer costs a
+                        # timeout, never a hang.
                         self._poll_deadline = self._reply_deadline(scale)
                     wait_until = min(deadline, self._poll_deadline or deadline)
                     while (not tx.done and tx.rejected is None and tx.n_acked == acked_before and tx.begun
@@ -315,7 +330,7 @@ class Link:
                     if not tx.begun and self._poll_deadline is not None:
                         self._cond.wait(max(0.0, min(wait_until, self._poll_deadline) - time.monotonic()))
                     if tx.n_acked > acked_before or tx.done or tx.answered:
-                        retries, scale = 0, 1.0
+                        retries, scale, last_answer = 0, 1.0, time.monotonic()
                         tx.answered = False
                     acked_bytes = tx.acked_bytes
                     smaller = self._smaller_chunk(tx, peer)
