@@ -276,3 +276,40 @@ class PtyRelay:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class SocketPort:
+    """A connected TCP socket with the serial-like interface ``Link`` uses (the server side of socket://)."""
+
+    def __init__(self, sock, baudrate: int = 115200, timeout: float = 0.02):
+        self._sock = sock
+        self._sock.settimeout(timeout)
+        self.baudrate = baudrate
+        self.timeout = timeout
+        self.is_open = True
+
+    @property
+    def in_waiting(self) -> int:
+        return 0
+
+    def read(self, size: int = 1) -> bytes:
+        import socket
+
+        try:
+            data = self._sock.recv(max(size, 4096))
+        except socket.timeout:
+            return b""
+        if not data:
+            raise OSError("connection closed by peer")
+        return data
+
+    def write(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.is_open = False
+        try:
+            self._sock.close()
+        except OSError:
+            pass

@@ -8,6 +8,8 @@ a callback may itself block (a trigger that captures and calls ``send_frame``). 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import queue
 import random
 import threading
@@ -38,7 +40,8 @@ def open_port(url: str, baudrate: int, timeout: float = 0.02):
     try:
         return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=5.0)
     except (serial.SerialException, OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).split(": ")[-1] or type(exc).__name__
+        code = getattr(exc, "errno", None)
+        reason = os.strerror(code) if isinstance(code, int) else re.sub(r".*\[Errno \d+\] ", "", str(exc))
         raise PortError(f"cannot open {url}: {reason}") from None
 
 
@@ -47,7 +50,12 @@ class Link:
 
     ``port`` is a port name or pyserial URL (reopened after a failure) or an open serial-like
     object. Callbacks receive message objects from ``firmware_bridge.messages`` and run on the
-    link's event thread, one at a time.
+    link's event thread, one at a time; at most 64 events wait, the oldest dropped beyond that.
+
+    ``window``: chunks in flight (at most 32); ``chunk_size``: fixed chunk size, or None to adapt
+    it to the measured error rate; ``retries`` and ``link_timeout``: a transfer fails after that
+    many consecutive unanswered polls once the peer has been silent that long; ``latency``: the
+    reply allowance until round trips have been measured.
     """
 
     def __init__(self, port: str | Any, baudrate: int = 115200, *, role: str = "host", name: str = "",
@@ -63,7 +71,7 @@ class Link:
                  on_message: Callable[[Any], None] | None = None,
                  telemetry_provider: Callable[[], Telemetry] | None = None,
                  status_provider: Callable[[], dict] | None = None,
-                 start: bool = True):
+                 receiver: FrameReceiver | None = None, start: bool = True):
         if role not in ROLE_CODES:
             raise ValueError(f"role must be one of {sorted(ROLE_CODES)}")
         self.url = port if isinstance(port, str) else None
@@ -88,7 +96,8 @@ class Link:
         self._port = open_port(port, self.baudrate) if self.url else port
         self._byte_time = 10.0 / self.baudrate
         self._decoder = FrameDecoder(self.max_payload)
-        self._receiver = FrameReceiver(max_frame, self.max_payload - FrameChunk.HEADER)
+        # A caller may share one receiver across links, so a transfer survives a reconnection.
+        self._receiver = receiver or FrameReceiver(max_frame, self.max_payload - FrameChunk.HEADER)
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()      # one frame transfer at a time
