@@ -17,6 +17,7 @@ from edgecodec.errors import EdgecodecError
 COMMANDS = [
     # one entry per subcommand module in edgecodec/cli/
     "codec_cmds",
+    "bridge",
 ]
 
 
