@@ -470,7 +470,7 @@ class Link:
             return
         self._counters["reconnects"] += 1
         self._decoder = FrameDecoder(self.max_payload)
-        self._next_hello = 0.0
+        self._send_msg(self._hello(), FLAG_REPLY)  # the peer may have restarted meanwhile
 
     def _tick(self) -> None:
         now = time.monotonic()
