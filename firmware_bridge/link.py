@@ -33,6 +33,7 @@ _RELIABLE_TYPES = {MsgType.HEARTBEAT, MsgType.TRIGGER, MsgType.SET_QUALITY, MsgT
 _STATUS_WIRE = max_wire_size(10)
 _REPLY_WIRE = _STATUS_WIRE + max_wire_size(64)  # the reply may wait behind a short frame
 _EVENT_QUEUE = 64
+_OUTAGE = 0.5  # seconds without any answer that make a link drop, not noise
 
 
 def open_port(url: str, baudrate: int, timeout: float = 0.02):
@@ -302,10 +303,10 @@ class Link:
                         self._poll_deadline = None
                         if retries > self.retries and now - last_answer >= self.link_timeout:
                             return False  # the retry limit, and the peer silent for link_timeout
-                        if tx.begun:
-                            tx.expire()  # resend what is in flight; each resent chunk polls again
+                        if tx.begun and retries == 1:
+                            tx.expire()  # a lost answer, most likely: resend what is in flight
                         else:
-                            tx.suspend()
+                            tx.suspend()  # silence goes on: probe with a short FRAME_BEGIN instead
                     if not tx.begun and self._poll_deadline is None:
                         seq = self._next_seq()
                         tx.record_send(seq, None)
@@ -338,11 +339,15 @@ class Link:
                         self._cond.wait(max(0.0, wait_until - time.monotonic()))
                     if not tx.begun and self._poll_deadline is not None:
                         self._cond.wait(max(0.0, min(wait_until, self._poll_deadline) - time.monotonic()))
+                    smaller = None
                     if tx.n_acked > acked_before or tx.done or tx.answered:
+                        if time.monotonic() - last_answer > _OUTAGE:
+                            tx.sends = tx.losses = 0  # losses during an outage say nothing of the noise
+                        else:
+                            smaller = self._smaller_chunk(tx, peer)
                         retries, scale, last_answer = 0, 1.0, time.monotonic()
                         tx.answered = False
                     acked_bytes = tx.acked_bytes
-                    smaller = self._smaller_chunk(tx, peer)
                     if smaller:
                         # Far more chunks lost than this size can afford: start over with smaller ones.
                         self.sizer.observe(tx.sends, tx.losses, tx.chunk_size)

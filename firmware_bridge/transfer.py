@@ -200,11 +200,14 @@ class FrameSender:
         self.sent_at = [-1] * self.n
 
     def expire(self) -> None:
-        """No status came in time: count every chunk in flight as lost, to be sent again."""
+        """No status came in time: send every chunk in flight again.
+
+        Not counted in ``losses``: silence may be an outage rather than noise. A later status
+        counts the chunks it shows missing.
+        """
         for i in range(self.n):
             if not self.acked[i] and self.sent_at[i] >= 0:
                 self.sent_at[i] = -2
-                self.losses += 1
 
     def suspend(self) -> None:
         """Forget what is in flight (a timeout, or the link dropped); a FRAME_BEGIN resumes from the receiver's state.

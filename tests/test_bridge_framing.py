@@ -135,5 +135,5 @@ def test_python_decoder_agrees_with_every_shared_vector():
             got = [fr.seq for fr in FrameDecoder(int(f[0])).feed(unhex(f[1]))]
             assert len(got) == int(f[2]) and ",".join(map(str, got)) == f[3]
         elif kind == "msg":
-            cls = getattr(messages, "".join(w.title() for w in f[0].split("_")).replace("Set_quality", ""))
+            cls = getattr(messages, "".join(w.title() for w in f[0].split("_")))
             assert cls.unpack(unhex(f[1])).pack() == unhex(f[1])
