@@ -6,6 +6,10 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
+
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "tools" / "bench_serial.py"
 
 

@@ -14,6 +14,8 @@ from edgecodec.cli import main
 from firmware_bridge.channel import PtyRelay
 from firmware_bridge.simulator import DeviceSimulator
 
+pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
+
 
 def run_cli(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "edgecodec", *map(str, args)], capture_output=True, text=True,

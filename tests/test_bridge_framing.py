@@ -10,6 +10,8 @@ from firmware_bridge.channel import FaultModel
 from firmware_bridge.framing import FrameDecoder, cobs_decode, cobs_encode, crc32, decode_frame, encode_frame
 from firmware_bridge.messages import MsgType, unpack_message
 
+pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
+
 
 def test_crc32_matches_the_standard_check_value():
     assert crc32(b"123456789") == 0xCBF43926

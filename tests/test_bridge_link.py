@@ -13,6 +13,8 @@ from firmware_bridge.channel import FaultModel, SocketPort
 from firmware_bridge.simulator import DeviceSimulator
 from tests.bridge.helpers import noisy, paced_link
 
+pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
+
 
 def wait_for(cond, timeout=5.0):
     end = time.monotonic() + timeout

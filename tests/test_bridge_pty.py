@@ -14,6 +14,8 @@ from firmware_bridge import Link, SetQuality
 from firmware_bridge.channel import FaultModel, PtyRelay
 from tests.bridge.helpers import C_DIR, c_build, c_compiler, noisy, pty_link  # noqa: F401 - c_build is a fixture
 
+pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
+
 
 def test_pty_corrupted_bytes_frame_arrives_bitexact_or_fails_after_retries():
     rng = random.Random(21)
@@ -51,6 +53,18 @@ def test_c_unit_tests_pass_on_the_shared_vectors(c_build):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^(\d+) passed, 0 failed$", proc.stdout, re.M), proc.stdout
     assert "within memcpy/memset" in proc.stdout  # the library needs nothing else from libc
+
+
+def test_c_unit_tests_pass_under_address_and_undefined_behaviour_sanitizers(c_build):
+    probe = subprocess.run([c_compiler(), "-fsanitize=address,undefined", "-x", "c", "-", "-o",
+                            str(c_build / "probe")], input="int main(void){return 0;}", capture_output=True,
+                           text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("the C compiler has no sanitizer runtime")
+    proc = subprocess.run(["make", "-s", "-C", str(C_DIR), f"BUILD={c_build}", f"CC={c_compiler()}",
+                           "test-sanitize"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^(\d+) passed, 0 failed$", proc.stdout, re.M)
 
 
 @pytest.fixture()

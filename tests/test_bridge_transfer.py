@@ -9,6 +9,8 @@ from firmware_bridge.framing import crc32
 from firmware_bridge.messages import FrameBegin, FrameChunk, XferState
 from firmware_bridge.transfer import ChunkSizer, FrameReceiver, FrameSender
 
+pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
+
 
 def run_transfer(data: bytes, loss: float, seed: int, chunk=64, window=8, max_rounds=5000):
     """Drive a sender and a receiver through a link that loses each frame with probability ``loss``.
