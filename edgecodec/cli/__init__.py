@@ -18,6 +18,9 @@ COMMANDS = [
     # one entry per subcommand module in edgecodec/cli/
     "codec_cmds",
     "bridge",
+    "edge",
+    "serve",
+    "demo",
 ]
 
 

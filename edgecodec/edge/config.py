@@ -1,0 +1,316 @@
+"""The edge's configuration: one table of options, read from a TOML file and overridden by CLI flags.
+
+Each section is a frozen dataclass whose fields carry their default, flag, help and check; the
+TOML reader, the argparse flags and ``--check-config`` are all generated from them, so an option
+is declared in exactly one place. Configuration is plain data: nothing here opens a camera.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import pathlib
+import socket
+import sys
+import urllib.parse
+from typing import Any, Callable, Optional
+
+from edgecodec.errors import ConfigError, EdgecodecError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def opt(default, flag: str, help: str, check: Optional[Callable[[Any], Optional[str]]] = None,
+        metavar: Optional[str] = None):
+    """Declare one option; ``check(value)`` returns an explanation when the value is invalid."""
+    return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "check": check,
+                                                        "metavar": metavar})
+
+
+def between(lo: float, hi: float) -> Callable[[Any], Optional[str]]:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+
+
+def _camera_id(value: str) -> Optional[str]:
+    from edgecodec.transport.wire import check_camera_id
+
+    try:
+        check_camera_id(value)
+    except EdgecodecError as exc:
+        return str(exc)
+    return None
+
+
+def _server_url(value: str) -> Optional[str]:
+    from edgecodec.transport.base import parse_url
+
+    try:
+        parse_url(value)
+    except EdgecodecError as exc:
+        return str(exc)
+    return None
+
+
+def _source(value: str) -> Optional[str]:
+    if not value:
+        return "must not be empty"
+    if value == "synthetic" or value.isdigit() or "://" in value or value.startswith("/dev/video"):
+        return None
+    if not pathlib.Path(value).is_file():
+        return ("is neither 'synthetic', a camera index, a /dev/video* device, a URL, "
+                "nor an existing video file")
+    return None
+
+
+def _tls_pin(value: str) -> Optional[str]:
+    if not value:
+        return None
+    from edgecodec.transport.auth import parse_pin
+
+    try:
+        parse_pin(value)
+    except EdgecodecError as exc:
+        return str(exc)
+    return None
+
+
+def _default_camera_id() -> str:
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
+    return name.strip("-._")[:64] or "camera"
+
+
+@dataclasses.dataclass(frozen=True)
+class CameraConfig:
+    id: str = opt(_default_camera_id(), "--camera-id", "id the server knows this camera by "
+                  "(default: the host name)", _camera_id, "ID")
+    source: str = opt("synthetic", "--source", "'synthetic' (a moving test scene), a camera index or "
+                      "/dev/videoN, a video file, or an rtsp:// or http:// URL", _source, "SOURCE")
+    width: int = opt(640, "--width", "frame width in pixels", between(16, 4096), "PX")
+    height: int = opt(480, "--height", "frame height in pixels", between(16, 4096), "PX")
+    fps: float = opt(30.0, "--fps", "frames per second to capture", between(0.1, 240), "FPS")
+    loop: bool = opt(False, "--loop", "restart a video file when it ends")
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodeConfig:
+    quality: int = opt(3, "--quality", "quality when no target bitrate is set (0 = smallest)",
+                       between(0, 255), "Q")
+    target_kbps: float = opt(0.0, "--target-kbps", "target bitrate in kbit/s; the quality is chosen "
+                             "per frame to stay under it (0 = fixed quality)", between(0, 1e6), "KBPS")
+    model: str = opt("", "--model", "model folder (default: the bundled model)", None, "DIR")
+    threads: int = opt(2, "--threads", "encoder threads", between(1, 64), "N")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionConfig:
+    server: str = opt("tcp://127.0.0.1:7878", "--server", "where to send frames: tcp://HOST:PORT, "
+                      "tls://HOST:PORT, mqtt://HOST:PORT[/PREFIX] or mqtts://...", _server_url, "URL")
+    secret_file: str = opt("", "--secret-file", "file holding this camera's secret", None, "PATH")
+    secret: str = opt("", "--secret", "the secret itself (prefer --secret-file: flags are visible "
+                      "to other users)", None, "TEXT")
+    tls_pin: str = opt("", "--tls-pin", "SHA-256 fingerprint of the server certificate to trust "
+                       "(see 'edgecodec serve --show-pin')", _tls_pin, "sha256:HEX")
+    tls_ca: str = opt("", "--tls-ca", "CA bundle to verify the server with instead of a pin", None, "PATH")
+    ack_timeout: float = opt(5.0, "--ack-timeout", "reconnect when sent frames stay unacknowledged "
+                             "this long (s)", between(0.5, 600), "S")
+    connect_timeout: float = opt(5.0, "--connect-timeout", "give up a connection attempt after (s)",
+                                 between(0.1, 120), "S")
+    retry_max: float = opt(10.0, "--retry-max", "longest wait between reconnection attempts (s)",
+                           between(0.1, 3600), "S")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpoolConfig:
+    dir: str = opt("", "--spool-dir", "where frames wait while the server is unreachable (default: "
+                   "$STATE_DIRECTORY, else ~/.local/state/edgecodec/CAMERA)", None, "DIR")
+    max_mb: float = opt(512.0, "--spool-max-mb", "spool size limit; the oldest frames go first",
+                        between(1, 1e7), "MB")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    stall_timeout: float = opt(10.0, "--stall-timeout", "stop the systemd watchdog pings when a stage "
+                               "makes no progress this long (s)", between(1, 3600), "S")
+    drain_timeout: float = opt(3.0, "--drain-timeout", "on SIGTERM, how long to keep sending before the "
+                               "rest goes to the spool (s)", between(0, 60), "S")
+    status_interval: float = opt(10.0, "--status-interval", "log a status line this often (s; 0 = never)",
+                                 between(0, 86400), "S")
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeConfig:
+    camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
+    encode: EncodeConfig = dataclasses.field(default_factory=EncodeConfig)
+    link: ConnectionConfig = dataclasses.field(default_factory=ConnectionConfig)
+    spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
+    service: ServiceConfig = dataclasses.field(default_factory=ServiceConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(EdgeConfig)}
+
+
+def _options():
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            yield section, f
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool}[f.type if isinstance(f.type, str)
+                                                                  else f.type.__name__]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per option; flags given on the command line override the file."""
+    for section, f in _options():
+        meta = f.metadata
+        kind = _field_type(f)
+        group_help = f"{meta['help']} [{section}] {f.name}, default {f.default!r}"
+        if kind is bool:
+            parser.add_argument(meta["flag"], dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
+                                action=argparse.BooleanOptionalAction, help=group_help)
+        else:
+            parser.add_argument(meta["flag"], dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
+                                type=kind, metavar=meta["metavar"], help=group_help)
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    """TOML value -> option type; integers are accepted where a float is expected."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise TypeError
+    if kind in (int, str) and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TypeError
+    if kind is float and not isinstance(value, float):
+        raise TypeError
+    return value
+
+
+def read_file(path: str) -> tuple[dict, list[str]]:
+    """Parse a TOML config into {section: {key: value}}; return it with a list of problems."""
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values: dict[str, dict] = {}
+    errors = []
+    for section, table in doc.items():
+        if section not in SECTIONS:
+            hint = difflib.get_close_matches(section, SECTIONS, 1)
+            errors.append(f"{path}: unknown section [{section}]"
+                          + (f" (did you mean [{hint[0]}]?)" if hint else
+                             f"; sections are {', '.join(SECTIONS)}"))
+            continue
+        if not isinstance(table, dict):
+            errors.append(f"{path}: {section} must be a table: [{section}]")
+            continue
+        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        for key, value in table.items():
+            if key not in fields:
+                hint = difflib.get_close_matches(key, fields, 1)
+                errors.append(f"{path}: [{section}] unknown option {key!r}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                continue
+            kind = _field_type(fields[key])
+            try:
+                values.setdefault(section, {})[key] = _coerce(value, kind)
+            except TypeError:
+                errors.append(f"{path}: [{section}] {key} = {value!r}: must be {_a(kind)}")
+    return values, errors
+
+
+def _a(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+
+
+def load(path: Optional[str] = None, args: Optional[argparse.Namespace] = None) -> EdgeConfig:
+    """Defaults, then the TOML file, then CLI flags; raise ConfigError listing every problem."""
+    values: dict[str, dict] = {}
+    errors: list[str] = []
+    if path:
+        values, errors = read_file(path)
+    if args is not None:
+        for section, f in _options():
+            dest = f"{section}.{f.name}"
+            if dest in vars(args):
+                values.setdefault(section, {})[f.name] = getattr(args, dest)
+    sections = {}
+    for section, cls in SECTIONS.items():
+        given = values.get(section, {})
+        for f in dataclasses.fields(cls):
+            check = f.metadata["check"]
+            value = given.get(f.name, f.default)
+            problem = check(value) if check else None
+            if problem:
+                origin = "flag " + f.metadata["flag"] if args is not None and \
+                    f"{section}.{f.name}" in vars(args) else f"[{section}] {f.name}"
+                errors.append(f"{origin} = {value!r}: {problem}")
+        sections[section] = cls(**given)
+    config = EdgeConfig(**sections)
+    errors += _cross_checks(config)
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    return config
+
+
+def _cross_checks(config: EdgeConfig) -> list[str]:
+    errors = []
+    link = config.link
+    if not link.secret and not link.secret_file:
+        errors.append("[link] needs secret_file (or secret): the server only accepts cameras that "
+                      "prove their secret")
+    if link.secret and link.secret_file:
+        errors.append("[link] give either secret or secret_file, not both")
+    scheme = urllib.parse.urlsplit(link.server).scheme
+    if (link.tls_pin or link.tls_ca) and scheme not in ("tls", "mqtts"):
+        errors.append(f"[link] tls_pin/tls_ca only apply to tls:// and mqtts:// servers, not {scheme}://")
+    if link.tls_pin and link.tls_ca:
+        errors.append("[link] give either tls_pin or tls_ca, not both")
+    return errors
+
+
+def secret(config: EdgeConfig) -> bytes:
+    from edgecodec.transport.auth import check_secret, read_secret_file
+
+    if config.link.secret_file:
+        return read_secret_file(config.link.secret_file)
+    return check_secret(config.link.secret, "[link] secret")
+
+
+def spool_dir(config: EdgeConfig, environ=None) -> pathlib.Path:
+    """Where the spool lives: the configured folder, systemd's StateDirectory, or the user's state dir."""
+    env = os.environ if environ is None else environ
+    if config.spool.dir:
+        return pathlib.Path(config.spool.dir)
+    if env.get("STATE_DIRECTORY"):
+        return pathlib.Path(env["STATE_DIRECTORY"].split(":")[0])
+    base = pathlib.Path(env.get("XDG_STATE_HOME") or pathlib.Path.home() / ".local" / "state")
+    return base / "edgecodec" / config.camera.id
+
+
+def to_toml(config: EdgeConfig) -> str:
+    """The effective configuration as TOML (secrets masked): what ``--check-config`` prints."""
+    lines = []
+    for section in SECTIONS:
+        lines.append(f"[{section}]")
+        for f in dataclasses.fields(SECTIONS[section]):
+            value = getattr(getattr(config, section), f.name)
+            if f.name == "secret" and value:
+                value = "********"
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            else:
+                text = repr(value)
+            lines.append(f"{f.name} = {text}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Encode stage: take the newest captured frame, pick its quality, encode it, pass the packet on.
+
+The hand-off to the sender is a bounded queue; while it is full the encoder waits, the capture
+slot keeps only the newest frame, and the excess is dropped at the source and counted.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+
+from edgecodec.bitstream import Kind
+from edgecodec.edge.stage import Stage
+from edgecodec.latest import LatestSlot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    sequence: int
+    timestamp_us: int
+    quality: int
+    packet: bytes
+
+
+class EncodeStage(Stage):
+    name = "encode"
+
+    def __init__(self, codec, slot: LatestSlot, outbox: queue.Queue, rate):
+        super().__init__()
+        self.codec = codec
+        self.slot = slot
+        self.outbox = outbox
+        self.rate = rate  # RateController or FixedQuality
+        self.encoded = 0
+        self.skipped = 0  # frames the rate controller left out
+        self.bytes = 0
+        self.encode_ms = 0.0  # running average
+
+    def run(self) -> None:
+        while True:
+            frame = self.slot.get(timeout=0.2)
+            self.beat()
+            if frame is None:
+                if self.stopping:
+                    return  # the slot is empty: everything captured was handled
+                continue
+            quality = self.rate.choose(time.monotonic())
+            if quality is None:
+                self.skipped += 1
+                continue
+            t0 = time.perf_counter()
+            packet = self.codec.encode(frame.image, quality, kind=Kind.FRAME, sequence=frame.sequence,
+                                       timestamp_us=frame.timestamp_us)
+            ms = (time.perf_counter() - t0) * 1000
+            self.encode_ms = ms if not self.encoded else self.encode_ms + 0.1 * (ms - self.encode_ms)
+            self.rate.observe(quality, len(packet), time.monotonic())
+            self.encoded += 1
+            self.bytes += len(packet)
+            item = Encoded(frame.sequence, frame.timestamp_us, quality, packet)
+            while True:
+                try:
+                    self.outbox.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    self.beat()  # waiting on a slow network is not a stall of the encoder

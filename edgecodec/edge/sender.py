@@ -1,0 +1,243 @@
+"""Send stage: deliver encoded frames over a ``Link``, in order, spooling to disk whenever it is down.
+
+Live frames go straight to the link and wait in memory until the server acknowledges them. When
+the link fails, the unacknowledged ones and everything after go to the spool. After reconnecting,
+the spool is sent oldest first, with newly encoded frames appended behind it, and live sending
+resumes once it is empty, so the server sees every stream in sequence order. A window of
+unacknowledged frames bounds how far sending may run ahead of the server.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from edgecodec.edge.encoder import Encoded
+from edgecodec.edge.spool import Spool
+from edgecodec.edge.stage import Stage
+from edgecodec.transport import Link, LinkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _InFlight:
+    sequence: int
+    size: int
+    sent_at: float
+    packet: Optional[bytes]  # None when the frame is also in the spool
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    window_frames: int = 64
+    window_bytes: int = 4 << 20
+    ack_timeout: float = 5.0
+    keepalive: float = 5.0
+    retry_min: float = 0.25
+    retry_max: float = 10.0
+    drain_timeout: float = 3.0
+
+
+class SendStage(Stage):
+    name = "send"
+
+    def __init__(self, inbox: queue.Queue, open_link: Callable[[], Link], spool: Spool,
+                 lost_total: Callable[[], int] = lambda: 0, policy: SendPolicy = SendPolicy()):
+        super().__init__()
+        self.inbox = inbox
+        self.open_link = open_link
+        self.spool = spool
+        self.lost_total = lost_total  # frames lost before this stage, reported to the server
+        self.policy = policy
+        self.link: Optional[Link] = None
+        self._inflight: collections.deque[_InFlight] = collections.deque()
+        self._inflight_bytes = 0
+        self._cursor: Optional[int] = None  # last spooled frame sent on this connection
+        self._draining_spool = False
+        self._retry_at = 0.0
+        self._backoff = policy.retry_min
+        self._last_send = 0.0
+        self._reported_lost = 0
+        self._down_since: Optional[float] = time.monotonic()
+        # Figures, read by the pipeline's status.
+        self.sent = 0
+        self.acked = 0
+        self.bytes_sent = 0
+        self.spooled = 0
+        self.connects = 0
+        self.last_ack: Optional[int] = None
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None
+
+    # --- main loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        deadline = None
+        try:
+            while True:
+                if self.stopping and deadline is None:
+                    deadline = time.monotonic() + self.policy.drain_timeout
+                if deadline is not None and self._drained_or_late(deadline):
+                    return
+                self.beat()
+                if self.link is None:
+                    if deadline is None and time.monotonic() >= self._retry_at:
+                        self._connect()
+                    if self.link is None:
+                        self._spool_inbox(wait=0.05 if deadline is None else 0.0)
+                        if deadline is not None:
+                            return
+                        continue
+                try:
+                    self._step()
+                except LinkError as exc:
+                    self._disconnected(exc)
+        finally:
+            self._shutdown()
+
+    def _drained_or_late(self, deadline: float) -> bool:
+        """During a drain: done when everything was delivered, or time is up."""
+        if time.monotonic() >= deadline:
+            return True
+        return (self.link is not None and self.inbox.empty() and not self._inflight
+                and self.spool.next_after(self._cursor) is None)
+
+    def _step(self) -> None:
+        link = self.link
+        self._handle_ack(link.poll(0))
+        self._report_lost()
+        now = time.monotonic()
+        if self._inflight and now - self._inflight[0].sent_at > self.policy.ack_timeout:
+            raise LinkError(f"no acknowledgement for {self.policy.ack_timeout:g} s")
+        if len(self._inflight) >= self.policy.window_frames or self._inflight_bytes >= self.policy.window_bytes:
+            self._handle_ack(link.poll(0.05))
+            return
+        if self._draining_spool:
+            self._spool_inbox(wait=0.0)  # newer frames queue up behind the spool, keeping order
+            item = self.spool.next_after(self._cursor)
+            if item is not None:
+                seq, packet = item
+                self._send(seq, packet, keep=None)
+                self._cursor = seq
+                return
+            self._draining_spool = False
+            log.info("spool sent; streaming live")
+        try:
+            frame: Encoded = self.inbox.get(timeout=0.01)
+        except queue.Empty:
+            if now - self._last_send > self.policy.keepalive:
+                link.keepalive()
+                self._last_send = now
+            self._handle_ack(link.poll(0.01))
+            return
+        self._send(frame.sequence, frame.packet, keep=frame.packet)
+
+    def _send(self, sequence: int, packet: bytes, keep: Optional[bytes]) -> None:
+        self.link.send_frame(sequence, packet)
+        now = time.monotonic()
+        self._last_send = now
+        self._inflight.append(_InFlight(sequence, len(packet), now, keep))
+        self._inflight_bytes += len(packet)
+        self.sent += 1
+        self.bytes_sent += len(packet)
+
+    def _handle_ack(self, acked: Optional[int]) -> None:
+        if acked is None or (self.last_ack is not None and acked <= self.last_ack):
+            return
+        self.last_ack = acked
+        spooled = False
+        while self._inflight and self._inflight[0].sequence <= acked:
+            item = self._inflight.popleft()
+            self._inflight_bytes -= item.size
+            spooled |= item.packet is None
+            self.acked += 1
+        if spooled or self._draining_spool:
+            self.spool.ack(acked)
+
+    def _report_lost(self) -> None:
+        lost = self.lost_total() + self.spool.dropped
+        if lost > self._reported_lost:
+            self.link.send_dropped(lost - self._reported_lost)
+            self._reported_lost = lost
+
+    # --- connection changes ----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        link = self.open_link()
+        try:
+            last_stored = link.connect()
+        except LinkError as exc:
+            if self._backoff == self.policy.retry_min:
+                log.warning("server unreachable (%s); spooling, retrying", exc)
+            else:
+                log.debug("reconnect failed: %s", exc)
+            self._retry_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, self.policy.retry_max)
+            return
+        self.link = link
+        self.connects += 1
+        self._backoff = self.policy.retry_min
+        self._last_send = time.monotonic()
+        self.last_ack = None
+        if last_stored is not None:
+            self.spool.ack(last_stored)  # stored before an acknowledgement got lost
+        self._cursor = last_stored
+        self._draining_spool = len(self.spool) > 0
+        outage = "" if self._down_since is None else f" after {time.monotonic() - self._down_since:.1f} s"
+        self._down_since = None
+        log.info("connected to %s%s; %d frames waiting in the spool", link.config.url, outage, len(self.spool))
+
+    def _disconnected(self, exc: Exception) -> None:
+        log.warning("link lost: %s; spooling until it is back", exc)
+        link, self.link = self.link, None
+        if link is not None:
+            link.close()
+        self._down_since = time.monotonic()
+        self._retry_at = time.monotonic() + self.policy.retry_min
+        self._backoff = self.policy.retry_min * 2
+        self._spool_inflight()
+
+    def _spool_inflight(self) -> None:
+        """Unacknowledged live frames are older than anything still queued: spool them first."""
+        for item in self._inflight:
+            if item.packet is not None:
+                self._spool(item.sequence, item.packet)
+        self._inflight.clear()
+        self._inflight_bytes = 0
+        self._cursor = None
+        self._draining_spool = False
+
+    def _spool(self, sequence: int, packet: bytes) -> None:
+        self.spool.append(sequence, packet)
+        self.spooled += 1
+
+    def _spool_inbox(self, wait: float) -> None:
+        try:
+            frame = self.inbox.get(timeout=wait) if wait > 0 else self.inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._spool(frame.sequence, frame.packet)
+            try:
+                frame = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _shutdown(self) -> None:
+        """Keep what was not delivered: unacknowledged and queued frames go to the spool."""
+        if self.link is not None:
+            try:
+                self._handle_ack(self.link.poll(0))
+            except LinkError:
+                pass
+            self.link.close()
+            self.link = None
+        self._spool_inflight()
+        self._spool_inbox(wait=0.0)
+        self.spool.close()

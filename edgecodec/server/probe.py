@@ -1,0 +1,132 @@
+"""Decode what the cameras send, to measure it: capture-to-decoded latency and, for the synthetic
+scene, PSNR against the original (recomputed from each frame's timestamp).
+
+Decoding happens only here, where someone looks. Each camera has a worker that decodes its newest
+frame; frames that arrive while it is busy are skipped (counted), so the probe never holds up
+ingest or falls behind.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgecodec.bitstream import Header
+from edgecodec.latest import LatestSlot
+from edgecodec.server.hub import FrameHub
+
+log = logging.getLogger(__name__)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {}
+    arr = np.asarray(values)
+    return {"median": round(float(np.median(arr)), 1), "p95": round(float(np.percentile(arr, 95)), 1),
+            "p99": round(float(np.percentile(arr, 99)), 1), "max": round(float(arr.max()), 1)}
+
+
+class _CameraProbe:
+    def __init__(self, camera_id: str, probe: "DecodeProbe"):
+        self.camera_id = camera_id
+        self.slot: LatestSlot = LatestSlot()
+        self.received_ms: list[float] = []
+        self.decoded_ms: list[float] = []
+        self.psnr: list[float] = []
+        self.decode_ms: list[float] = []
+        self.errors = 0
+        self.cpu_s = 0.0
+        self.thread = threading.Thread(target=probe._work, args=(self,), daemon=True,
+                                       name=f"probe-{camera_id}")
+
+
+class DecodeProbe:
+    """A FrameHub subscriber; ``summary()`` gives the figures per camera. start/close like a stage."""
+
+    def __init__(self, hub: FrameHub, load_codec: Callable[[], object], reference: Optional[str] = None,
+                 warmup_s: float = 0.0):
+        self.hub = hub
+        self.load_codec = load_codec
+        self.reference = reference  # "synthetic" or None
+        self.warmup_s = warmup_s
+        self._codec = None
+        self._cameras: dict[str, _CameraProbe] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._scenes: dict[tuple[int, int], object] = {}
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        self._codec = self.load_codec()
+        self._started = time.monotonic()
+        self.hub.subscribe(self._on_frame)
+
+    def _on_frame(self, camera_id: str, header: Header, packet: bytes) -> None:
+        received = time.time_ns() / 1e6
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            if cam is None:
+                cam = self._cameras[camera_id] = _CameraProbe(camera_id, self)
+                cam.thread.start()
+        if time.monotonic() - self._started >= self.warmup_s:
+            cam.received_ms.append(received - header.timestamp_us / 1e3)
+        cam.slot.put((header, packet))
+
+    def _work(self, cam: _CameraProbe) -> None:
+        while not self._stop.is_set():
+            item = cam.slot.get(timeout=0.2)
+            if item is None:
+                continue
+            header, packet = item
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                image = self._codec.decode(packet)
+            except Exception as exc:  # a probe must never take the server down
+                cam.errors += 1
+                log.warning("probe could not decode %s frame %d: %s", cam.camera_id, header.sequence, exc)
+                continue
+            done = time.time_ns() / 1e6
+            cam.cpu_s += time.thread_time() - c0
+            if time.monotonic() - self._started < self.warmup_s:
+                continue
+            cam.decode_ms.append((time.perf_counter() - t0) * 1e3)
+            cam.decoded_ms.append(done - header.timestamp_us / 1e3)
+            if self.reference == "synthetic":
+                cam.psnr.append(psnr(image, self._scene(header).render(header.timestamp_us)))
+
+    def _scene(self, header: Header):
+        from edgecodec.testscene import TestScene
+
+        key = (header.width, header.height)
+        if key not in self._scenes:
+            self._scenes[key] = TestScene(*key)
+        return self._scenes[key]
+
+    def close(self) -> None:
+        self.hub.unsubscribe(self._on_frame)
+        self._stop.set()
+        for cam in list(self._cameras.values()):
+            cam.thread.join(2.0)
+
+    def summary(self) -> dict:
+        out = {}
+        for cid, cam in sorted(self._cameras.items()):
+            out[cid] = {
+                "decoded": len(cam.decoded_ms),
+                "decode_errors": cam.errors,
+                "skipped_while_busy": cam.slot.replaced,
+                "decode_ms": percentiles(cam.decode_ms),
+                "latency_received_ms": percentiles(cam.received_ms),
+                "latency_decoded_ms": percentiles(cam.decoded_ms),
+                "psnr_db": round(float(np.mean(cam.psnr)), 2) if cam.psnr else None,
+                "decode_cpu_s": round(cam.cpu_s, 2),
+            }
+        return out

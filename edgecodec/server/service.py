@@ -1,0 +1,161 @@
+"""The server, wired in one place:
+
+    TCP/TLS listener --\\
+                        >-- Ingest (auth, limits, duplicates) --> FrameHub --> frame log, decode probe,
+    MQTT subscriber ---/                                                    recorder, live view
+
+Everything starts in ``run`` and stops in reverse order when ``stop`` is set.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from typing import Callable, Optional
+
+from edgecodec.errors import ConfigError
+from edgecodec.server.hub import FrameHub
+from edgecodec.server.ingest import Ingest, ServerLimits, Watermarks
+from edgecodec.transport import auth
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ServerConfig:
+    secrets_file: str
+    listen: Optional[str] = "0.0.0.0:7878"  # None: no TCP listener (MQTT only)
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    mqtt: Optional[str] = None
+    mqtt_ca: Optional[str] = None
+    state_dir: Optional[str] = None
+    limits: ServerLimits = dataclasses.field(default_factory=ServerLimits)
+    frame_log: Optional[str] = None
+    probe: bool = False
+    probe_reference: Optional[str] = None
+    probe_warmup_s: float = 0.0
+    model: Optional[str] = None
+    decode_threads: int = 1
+    record: Optional[str] = None
+    http: Optional[str] = None
+    port_file: Optional[str] = None
+
+
+def parse_host_port(text: str, default_port: int = 7878) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(default_port)
+    try:
+        value = int(port)
+        if not 0 <= value <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{text!r} is not HOST:PORT") from None
+    return host.strip("[]") or "0.0.0.0", value
+
+
+def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
+    """The recorder and the live view (the desktop side's modules), attached when asked for.
+
+    Each returns an object with ``close()``; it subscribes to ``hub`` and does its own decoding.
+    """
+    attached = []
+    if config.record:
+        try:
+            from edgecodec import recording
+        except ImportError:
+            raise ConfigError("--record needs edgecodec.recording, which this build does not have") from None
+        attached.append(recording.attach(hub, config.record))
+    if config.http:
+        try:
+            from edgecodec import web
+        except ImportError:
+            raise ConfigError("--http needs edgecodec.web, which this build does not have") from None
+        host, port = parse_host_port(config.http, 8080)
+        attached.append(web.attach(hub, host, port, model=config.model))
+    return attached
+
+
+class EdgeServer:
+    def __init__(self, config: ServerConfig, hub: Optional[FrameHub] = None):
+        self.config = config
+        self.hub = hub or FrameHub()
+        self.ingest = Ingest(self.hub, auth.load_secrets(config.secrets_file),
+                             Watermarks(config.state_dir), config.limits)
+        self.address: Optional[tuple[str, int]] = None
+        self.started_at = time.time()
+        self.probe = None
+
+    async def run(self, stop: asyncio.Event, on_ready: Optional[Callable[["EdgeServer"], None]] = None) -> dict:
+        """Serve until ``stop`` is set; return the figures."""
+        cfg = self.config
+        closers: list[Callable] = []
+        try:
+            if cfg.frame_log:
+                from edgecodec.server.framelog import FrameLog
+
+                frame_log = FrameLog(cfg.frame_log)
+                self.hub.subscribe(frame_log)
+                closers.append(frame_log.close)
+            if cfg.probe:
+                from edgecodec.server.probe import DecodeProbe
+
+                def load_codec():
+                    from edgecodec.codec import Codec
+
+                    return Codec.load(cfg.model, threads=cfg.decode_threads)
+
+                self.probe = DecodeProbe(self.hub, load_codec, cfg.probe_reference, cfg.probe_warmup_s)
+                self.probe.start()
+                closers.append(self.probe.close)
+            for consumer in desktop_consumers(self.hub, cfg):
+                closers.append(consumer.close)
+            if cfg.listen:
+                from edgecodec.server.tcp import TcpIngestServer
+
+                ssl_context = auth.server_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None
+                tcp = TcpIngestServer(self.ingest, ssl_context)
+                self.address = await tcp.start(*parse_host_port(cfg.listen))
+                closers.append(tcp.close)
+            if cfg.mqtt:
+                from edgecodec.server.mqtt import MqttIngest
+
+                mqtt = MqttIngest(self.ingest, cfg.mqtt, cfg.mqtt_ca)
+                await asyncio.get_running_loop().run_in_executor(None, mqtt.start)
+                closers.append(mqtt.close)
+            self.started_at = time.time()
+            if cfg.port_file and self.address:
+                tmp = cfg.port_file + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(f"{self.address[1]}\n")
+                os.replace(tmp, cfg.port_file)
+            if on_ready:
+                on_ready(self)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            for close in reversed(closers):
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            self.ingest.watermarks.flush()
+        return self.figures()
+
+    def figures(self) -> dict:
+        cameras = {}
+        for st in self.hub.cameras():
+            span = max(st.last_seen - st.first_seen, 1e-9)
+            cameras[st.camera_id] = {
+                "frames": st.frames, "bytes": st.bytes, "dropped_on_edge": st.dropped,
+                "fps": round((st.frames - 1) / span, 2) if st.frames > 1 else 0.0,
+                "kbps": round(st.bytes * 8 / 1000 / span, 1) if st.frames > 1 else 0.0,
+                "connected": st.connected, "width": st.width, "height": st.height,
+            }
+        out = {"uptime_s": round(time.time() - self.started_at, 3), "cameras": cameras,
+               "ingest": self.ingest.summary()}
+        if self.probe is not None:
+            out["probe"] = self.probe.summary()
+        return out
