@@ -33,7 +33,7 @@ _RELIABLE_TYPES = {MsgType.HEARTBEAT, MsgType.TRIGGER, MsgType.SET_QUALITY, MsgT
 _STATUS_WIRE = max_wire_size(10)
 _REPLY_WIRE = _STATUS_WIRE + max_wire_size(64)  # the reply may wait behind a short frame
 _EVENT_QUEUE = 64
-_OUTAGE = 0.5  # seconds without any answer that make a link drop, not noise
+_OUTAGE = 0.5  # seconds without any answer that make a link drop rather than noise (at least)
 
 
 def open_port(url: str, baudrate: int, timeout: float = 0.02):
@@ -341,7 +341,9 @@ class Link:
                         self._cond.wait(max(0.0, min(wait_until, self._poll_deadline) - time.monotonic()))
                     smaller = None
                     if tx.n_acked > acked_before or tx.done or tx.answered:
-                        if time.monotonic() - last_answer > _OUTAGE:
+                        # Silence longer than a whole window takes on the wire: the link was down.
+                        outage = max(_OUTAGE, 2 * tx.window * (tx.chunk_size + 16) * self._byte_time)
+                        if time.monotonic() - last_answer > outage:
                             tx.sends = tx.losses = 0  # losses during an outage say nothing of the noise
                         else:
                             smaller = self._smaller_chunk(tx, peer)
@@ -450,18 +452,15 @@ class Link:
             self._tick()
 
     def _port_failed(self, exc: Exception) -> None:
+        """Drop a failed port; one opened from a URL is reopened by the reader, an object is not."""
         self._counters["port_errors"] += 1
-        if self.url is None or not self.reconnect:
-            log.warning("serial port failed: %s", exc)
-            if self.url is None:
-                self._stop.wait(0.05)
-                return
-        log.warning("serial port %s failed (%s); reopening", self.url, exc)
+        again = self.url is not None and self.reconnect
+        log.warning("serial port %s failed (%s)%s", self.url or self._port, exc, "; reopening" if again else "")
         port, self._port = self._port, None
-        if port is not None:
+        if port is not None and self.url is not None:
             try:
                 port.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing a broken port must not fail
                 pass
         self._next_reopen = time.monotonic() + 0.2
 
