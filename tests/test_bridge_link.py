@@ -180,3 +180,14 @@ def test_event_queue_stays_bounded_when_a_callback_blocks():
         assert wait_for(lambda: host.stats["events_dropped"] > 0)
         assert host._events.qsize() <= 64
         release.set()
+
+
+def test_garbage_flood_keeps_memory_bounded_and_the_link_usable():
+    with paced_link(None) as (host, device, pair):
+        for _ in range(50):  # 1 MB with no delimiter, then random bytes with some
+            pair.b.write(b"\x7f" * 20000)
+        pair.b.write(bytes(random.Random(9).randrange(256) for _ in range(20000)))
+        assert wait_for(lambda: host.stats["rx_too_long"] >= 1)
+        assert len(host._decoder._buf) <= host._decoder.max_encoded
+        assert host.request(MsgType.STATUS, timeout=5).values["simulated"] == "yes"
+        assert host.send_frame(b"after the flood" * 100, timeout=10)
