@@ -20,9 +20,8 @@ import serial
 
 from firmware_bridge.errors import FrameRejected, LinkTimeout, PortError, ProtocolError
 from firmware_bridge.framing import FLAG_REPLY, MAX_PAYLOAD, FrameDecoder, encode_frame, max_wire_size
-from firmware_bridge.messages import (AckResult, Ack, FrameAbort, FrameBegin, FrameChunk, FrameStatus, Heartbeat,
-                                      Hello, MsgType, Request, SetQuality, Status, Telemetry, Trigger, XferState,
-                                      unpack_message)
+from firmware_bridge.messages import (Ack, AckResult, FrameAbort, FrameChunk, Heartbeat, Hello, MsgType, Request,
+                                      SetQuality, Status, Telemetry, Trigger, XferState, unpack_message)
 from firmware_bridge.transfer import MAX_WINDOW, ChunkSizer, FrameReceiver, FrameSender
 
 log = logging.getLogger("firmware_bridge")
@@ -272,6 +271,13 @@ class Link:
             self._pending = None if ok else tx
             self._counters["transfers_ok" if ok else "transfers_failed"] += 1
             return ok
+
+    def drop_pending(self) -> None:
+        """Give up a frame that failed (no resume) and let the peer free its buffer (FRAME_ABORT)."""
+        with self._send_lock:
+            tx, self._pending = self._pending, None
+        if tx is not None:
+            self._send_msg(FrameAbort(tx.xfer, 0))
 
     # -- transfer engine -----------------------------------------------------------------------
 

@@ -121,6 +121,17 @@ def test_failed_frame_resumes_where_the_receiver_stopped_on_the_next_call():
     assert sent_second < -(-len(data) // 256) * 0.8
 
 
+def test_dropping_a_failed_frame_frees_the_receiver():
+    cut = FaultModel()
+    with paced_link(115200, cut, None, host_options=dict(retries=1, link_timeout=0.2)) as (host, device, _):
+        threading.Timer(0.2, lambda: setattr(cut, "cut", True)).start()
+        assert host.send_frame(bytes(8000), timeout=2) is False
+        assert device.receiver.busy
+        cut.cut = False
+        host.drop_pending()
+        assert wait_for(lambda: not device.receiver.busy)
+
+
 def test_frame_too_large_for_the_peer_is_rejected_at_once():
     with paced_link() as (host, device, _):
         with pytest.raises(FrameRejected):
