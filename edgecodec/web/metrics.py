@@ -1,0 +1,40 @@
+"""The live view's figures in Prometheus text format (exposition format 0.0.4)."""
+from __future__ import annotations
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: (metric name, type, help, how to read it from one camera's row of ``camera_rows``)
+METRICS = (
+    ("edgecodec_camera_frames_total", "counter", "Frames stored for the camera.", "frames"),
+    ("edgecodec_camera_bytes_total", "counter", "Compressed bytes stored for the camera.", "bytes"),
+    ("edgecodec_camera_fps", "gauge", "Frames per second over the last seconds.", "fps"),
+    ("edgecodec_camera_kbps", "gauge", "Compressed kilobits per second over the last seconds.", "kbps"),
+    ("edgecodec_camera_compression_ratio", "gauge", "Raw RGB bytes over compressed bytes.", "compression_ratio"),
+    ("edgecodec_camera_last_seen_timestamp_seconds", "gauge", "Unix time of the camera's last frame.", "last_seen"),
+    ("edgecodec_camera_dropped_frames_total", "counter", "Frames the camera reported dropping.", "dropped"),
+    ("edgecodec_camera_connected", "gauge", "1 while the camera is connected.", "connected"),
+    ("edgecodec_camera_viewers", "gauge", "Live viewers of the camera.", "viewers"),
+    ("edgecodec_camera_decoded_frames_total", "counter", "Frames decoded for live viewers.", "decoded"),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    return repr(float(value))
+
+
+def render(rows: list[dict]) -> str:
+    """Prometheus text for ``rows`` (one dict per camera, as the live view's /api/cameras gives)."""
+    lines = []
+    for name, kind, help_text, key in METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for row in rows:
+            lines.append(f'{name}{{camera="{_label(row["camera"])}"}} {_number(row[key])}')
+    return "\n".join(lines) + "\n"
