@@ -139,11 +139,12 @@ class SendStage(Stage):
         self._send(frame.sequence, frame.packet, keep=frame.packet)
 
     def _send(self, sequence: int, packet: bytes, keep: Optional[bytes]) -> None:
-        self.link.send_frame(sequence, packet)
+        # In flight before the attempt: if sending fails, the frame is spooled with the others.
         now = time.monotonic()
-        self._last_send = now
         self._inflight.append(_InFlight(sequence, len(packet), now, keep))
         self._inflight_bytes += len(packet)
+        self.link.send_frame(sequence, packet)
+        self._last_send = now
         self.sent += 1
         self.bytes_sent += len(packet)
 

@@ -157,6 +157,9 @@ class Ingest:
             self.hub.publish(camera_id, header, packet)
         except Exception:  # a failing consumer must not cost other consumers or the camera its link
             log.exception("a frame consumer failed on %s frame %d", camera_id, header.sequence)
+        # Written right after storing, so a server killed at any point can only repeat a frame
+        # stored in the last microseconds, not every frame it had not acknowledged yet.
+        self.watermarks.flush(camera_id)
         return header, True
 
     def edge_dropped(self, camera_id: str, count: int) -> None:

@@ -96,7 +96,6 @@ class MqttIngest:
             log.warning("camera %s: rejected frame packet: %s", camera_id, exc)
             return
         last = self.ingest.watermarks.get(camera_id, stream_id)
-        self.ingest.watermarks.flush(camera_id)
         client.publish(mq.topic(self.prefix, camera_id, "ack"),
                        mq.ack_message(secret, camera_id, stream_id, last), qos=1)
 

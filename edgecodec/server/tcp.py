@@ -201,7 +201,7 @@ class TcpIngestServer:
     # --- acknowledgements ----------------------------------------------------------------
 
     def _schedule_ack(self, session: Session, sequence: int) -> None:
-        """Coalesce: one ACK (and one watermark write) for all frames read in one go."""
+        """Coalesce: one ACK for all the frames read in one go."""
         session.pending_ack = sequence
         if not session.ack_scheduled:
             session.ack_scheduled = True
@@ -211,7 +211,6 @@ class TcpIngestServer:
         session.ack_scheduled = False
         if session.pending_ack is None or session.writer.is_closing():
             return
-        self.ingest.watermarks.flush(session.camera_id)
         session.writer.write(wire.ack(session.pending_ack))
         session.pending_ack = None
         if session.writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:

@@ -1,0 +1,198 @@
+"""The send stage against an in-memory link whose server can go away: order, spooling, acks, drain."""
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+
+from edgecodec.edge.encoder import Encoded
+from edgecodec.edge.sender import SendPolicy, SendStage
+from edgecodec.edge.spool import Spool
+from edgecodec.transport import Link, LinkError
+from tests.stream_support import frame_packet, link_config, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class FakeServer:
+    """Stores frames once per sequence, like the real one; ``up`` and ``ack`` are switched by the test."""
+
+    def __init__(self):
+        self.up = True
+        self.blackhole = False  # frames vanish on the way: neither stored nor acknowledged
+        self.stored: list[int] = []
+        self.received: list[int] = []
+        self.dropped = 0
+        self.lock = threading.Lock()
+
+    def last(self):
+        return self.stored[-1] if self.stored else None
+
+
+class FakeLink(Link):
+    def __init__(self, server: FakeServer):
+        super().__init__(link_config("tcp://fake:1"))
+        self.server = server
+        self.open = False
+        self.acked = None
+
+    def connect(self):
+        if not self.server.up:
+            raise LinkError("connection refused")
+        self.open = True
+        return self.server.last()
+
+    def _check(self):
+        if not (self.open and self.server.up):
+            self.open = False
+            raise LinkError("connection lost")
+
+    def send_frame(self, sequence, packet):
+        self._check()
+        with self.server.lock:
+            if self.server.blackhole:
+                return
+            self.server.received.append(sequence)
+            if self.server.last() is None or sequence > self.server.last():
+                self.server.stored.append(sequence)
+            self.acked = sequence
+
+    def send_dropped(self, count):
+        self._check()
+        self.server.dropped += count
+
+    def keepalive(self):
+        self._check()
+
+    def poll(self, timeout):
+        self._check()
+        return self.acked
+
+    def close(self):
+        self.open = False
+
+
+def make_stage(tmp_path, server, **policy):
+    inbox: queue.Queue = queue.Queue(maxsize=4)
+    spool = Spool(tmp_path / "spool", max_bytes=policy.pop("spool_bytes", 1 << 20)).open()
+    stage = SendStage(inbox, lambda: FakeLink(server), spool,
+                      policy=SendPolicy(retry_min=0.01, retry_max=0.05, **policy))
+    return stage, inbox, spool
+
+
+def feed(inbox, sequences):
+    for seq in sequences:
+        inbox.put(Encoded(seq, 0, 1, frame_packet(seq, size=300)), timeout=5)
+
+
+def test_live_frames_are_sent_in_order_and_acknowledged(tmp_path):
+    server = FakeServer()
+    stage, inbox, spool = make_stage(tmp_path, server)
+    stage.start()
+    feed(inbox, range(50))
+    wait_until(lambda: stage.acked == 50, 10, what="all acked")
+    stage.stop()
+    stage.join(5)
+    assert server.stored == list(range(50)) and len(spool) == 0 and stage.spooled == 0
+
+
+def test_frames_produced_during_an_outage_are_spooled_then_delivered_in_order(tmp_path):
+    server = FakeServer()
+    stage, inbox, spool = make_stage(tmp_path, server)
+    stage.start()
+    feed(inbox, range(0, 10))
+    wait_until(lambda: server.stored[-1:] == [9], 10)
+    server.up = False
+    feed(inbox, range(10, 40))
+    wait_until(lambda: len(spool) == 30, 10, what="outage frames in the spool")
+    server.up = True
+    feed(inbox, range(40, 60))
+    wait_until(lambda: server.stored[-1:] == [59] and stage.acked >= 50, 10, what="catch-up")
+    stage.stop()
+    stage.join(5)
+    assert server.stored == list(range(60))
+    assert len(spool) == 0
+
+
+def test_frames_lost_on_a_dead_link_are_spooled_and_resent_after_reconnecting(tmp_path):
+    server = FakeServer()
+    server.blackhole = True  # the peer is gone but the socket does not know it yet
+    stage, inbox, spool = make_stage(tmp_path, server, ack_timeout=0.3)
+    stage.start()
+    feed(inbox, range(5))
+    wait_until(lambda: stage.sent >= 5, 10)
+    server.blackhole = False
+    wait_until(lambda: server.stored == list(range(5)), 10, what="resend after the ack timeout")
+    wait_until(lambda: len(spool) == 0, 10, what="spool emptied by the acks")
+    stage.stop()
+    stage.join(5)
+    assert stage.connects == 2
+
+
+def test_frames_the_server_already_stored_are_not_sent_again_after_reconnecting(tmp_path):
+    server = FakeServer()
+    server.stored = [0, 1, 2, 3]  # stored, but the acks were lost with the connection
+    stage, inbox, spool = make_stage(tmp_path, server)
+    for seq in range(6):
+        spool.append(seq, frame_packet(seq))
+    stage.start()
+    wait_until(lambda: server.stored[-1] == 5, 10)
+    stage.stop()
+    stage.join(5)
+    assert server.received == [4, 5]
+
+
+def test_stop_while_offline_keeps_every_frame_in_the_spool_for_the_next_run(tmp_path):
+    server = FakeServer()
+    server.up = False
+    stage, inbox, spool = make_stage(tmp_path, server, drain_timeout=0.2)
+    stage.start()
+    feed(inbox, range(8))
+    stage.stop()
+    assert stage.join(5)
+    again = Spool(tmp_path / "spool", max_bytes=1 << 20).open()
+    assert [seq for seq, _ in again.frames()] == list(range(8))
+
+
+def test_stop_while_connected_waits_for_the_last_acknowledgements(tmp_path):
+    server = FakeServer()
+    stage, inbox, spool = make_stage(tmp_path, server, drain_timeout=2.0)
+    stage.start()
+    feed(inbox, range(4))
+    stage.stop()
+    assert stage.join(5)
+    assert server.stored == [0, 1, 2, 3] and stage.acked == 4 and len(spool) == 0
+
+
+def test_frames_lost_on_the_edge_are_reported_to_the_server(tmp_path):
+    server = FakeServer()
+    lost = [0]
+    inbox: queue.Queue = queue.Queue()
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20).open()
+    stage = SendStage(inbox, lambda: FakeLink(server), spool, lost_total=lambda: lost[0],
+                      policy=SendPolicy(retry_min=0.01))
+    stage.start()
+    lost[0] = 7
+    feed(inbox, [0])
+    wait_until(lambda: server.dropped == 7, 5)
+    lost[0] = 9
+    feed(inbox, [1])
+    wait_until(lambda: server.dropped == 9, 5)
+    stage.stop()
+    stage.join(5)
+
+
+def test_a_small_spool_drops_the_oldest_outage_frames_and_delivers_the_rest_in_order(tmp_path):
+    server = FakeServer()
+    server.up = False
+    stage, inbox, spool = make_stage(tmp_path, server, spool_bytes=6_000)
+    stage.start()
+    feed(inbox, range(40))
+    wait_until(lambda: stage.spooled == 40, 10)
+    server.up = True
+    wait_until(lambda: server.stored and server.stored[-1] == 39, 10)
+    stage.stop()
+    stage.join(5)
+    first = server.stored[0]
+    assert first > 0 and server.stored == list(range(first, 40)) and spool.dropped == first
