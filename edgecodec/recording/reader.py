@@ -176,9 +176,13 @@ class RecordingReader:
 
     def read(self, frame: Frame) -> bytes:
         """The packet of ``frame``, verified again (the file may have changed since the scan)."""
-        found = self._record_at(frame.offset, self.size)
+        return self.read_at(frame.offset)
+
+    def read_at(self, offset: int) -> bytes:
+        """The packet of the frame record at ``offset``; RecordingError if none verifies there."""
+        found = self._record_at(offset, self.size)
         if found is None or found[0].sync != FRAME_SYNC:
-            raise RecordingError(f"{self.path}: no intact frame record at offset {frame.offset}")
+            raise RecordingError(f"{self.path}: no intact frame record at offset {offset}")
         return found[1]
 
     def first_timestamp_us(self) -> Optional[int]:

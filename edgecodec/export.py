@@ -1,0 +1,224 @@
+"""Turn recordings into image files or a video: select frames by time, decode in parallel, write out.
+
+Damaged parts of a recording are skipped and reported; every intact frame is exported. A video is
+written in frame order through OpenCV's VideoWriter; PNG frames are written by the workers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+import pathlib
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from edgecodec import bitstream
+from edgecodec.batch import BatchSummary, DecodeTask, decode_batch
+from edgecodec.errors import EdgecodecError, ModelMismatchError
+from edgecodec.recording import SUFFIX, Damage, Frame, RecordingError, RecordingReader
+
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+DEFAULT_FPS = 10.0
+
+
+def expand_recordings(items: list[str]) -> list[pathlib.Path]:
+    """Files, folders (every recording below them) and glob patterns, in order, without repeats."""
+    found: list[pathlib.Path] = []
+    for item in items:
+        path = pathlib.Path(item)
+        if path.is_dir():
+            found.extend(sorted(path.rglob(f"*{SUFFIX}")))
+        elif any(ch in item for ch in "*?["):
+            found.extend(sorted(pathlib.Path(p) for p in glob.glob(item, recursive=True)))
+        else:
+            found.append(path)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise EdgecodecError(f"no recordings in {' '.join(items)}")
+    return unique
+
+
+def parse_time(text: str) -> tuple[str, float]:
+    """``--from``/``--to`` values: seconds after the first frame ("90", "1.5") or a local/UTC ISO time.
+
+    Returns ("relative", seconds) or ("absolute", microseconds since the epoch).
+    """
+    try:
+        return "relative", float(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise EdgecodecError(f"{text!r} is neither seconds nor an ISO date-time (2026-11-24T17:30:00)") from None
+    return "absolute", moment.timestamp() * 1e6
+
+
+@dataclass
+class Selection:
+    """The frames to export, per recording, and what could not be read."""
+
+    frames: list[tuple[pathlib.Path, int, Frame]] = field(default_factory=list)  # (file, ordinal, frame)
+    damage: list[tuple[pathlib.Path, Damage]] = field(default_factory=list)
+    unreadable: list[tuple[pathlib.Path, str]] = field(default_factory=list)
+
+
+def select_frames(recordings: list[pathlib.Path], start: Optional[str] = None,
+                  end: Optional[str] = None) -> Selection:
+    """Scan ``recordings`` for intact frames in [start, end] (see ``parse_time``)."""
+    bounds = [parse_time(t) if t is not None else None for t in (start, end)]
+    origin = None
+    if any(b and b[0] == "relative" for b in bounds):
+        origin = _first_timestamp(recordings)
+    start_us, end_us = (None if b is None else int(b[1] if b[0] == "absolute" else origin + b[1] * 1e6)
+                        for b in bounds)
+    selection = Selection()
+    for path in recordings:
+        try:
+            with RecordingReader(path) as reader:
+                # The ordinal (position among the file's frames) names PNGs stably, so scan the whole file.
+                scan = reader.scan()
+        except RecordingError as exc:
+            selection.unreadable.append((path, str(exc)))
+            continue
+        selection.damage.extend((path, d) for d in scan.damage)
+        for ordinal, frame in enumerate(scan.frames):
+            if (start_us is None or frame.timestamp_us >= start_us) and (end_us is None or frame.timestamp_us <= end_us):
+                selection.frames.append((path, ordinal, frame))
+    return selection
+
+
+def _first_timestamp(recordings) -> int:
+    firsts = []
+    for path in recordings:
+        try:
+            with RecordingReader(path) as reader:
+                first = reader.first_timestamp_us()
+        except RecordingError:
+            continue
+        if first is not None:
+            firsts.append(first)
+    if not firsts:
+        raise EdgecodecError("no intact frame to measure --from/--to from")
+    return min(firsts)
+
+
+def check_model(selection: Selection, model_id: bytes) -> None:
+    """Refuse early, with one clear message, recordings made by another model."""
+    checked = set()
+    for path, _ordinal, frame in selection.frames:
+        if path in checked:
+            continue
+        checked.add(path)
+        with RecordingReader(path) as reader:
+            header, _ = bitstream.unpack(reader.read(frame))
+        if header.model_id != model_id:
+            raise ModelMismatchError(
+                f"{path} was recorded with model {header.model_id.hex()}, but the loaded model is "
+                f"{model_id.hex()} (choose the right one with --model)")
+
+
+def estimate_fps(frames: list[Frame]) -> float:
+    gaps = [b.timestamp_us - a.timestamp_us for a, b in zip(frames, frames[1:]) if b.timestamp_us > a.timestamp_us]
+    return 1e6 / statistics.median(gaps) if gaps else DEFAULT_FPS
+
+
+@dataclass
+class ExportReport:
+    output: str
+    summary: BatchSummary
+    selected: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
+    damage: list[tuple[str, Damage]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    fps: Optional[float] = None
+
+    @property
+    def clean(self) -> bool:
+        return not (self.failures or self.damage or self.unreadable)
+
+    def as_dict(self) -> dict:
+        out = {"output": self.output, "selected": self.selected, **self.summary.as_dict(),
+               "failures": [{"frame": w, "error": e} for w, e in self.failures],
+               "damage": [{"recording": p, "offset": d.offset, "length": d.length, "torn_tail": d.at_end}
+                          for p, d in self.damage],
+               "unreadable": [{"recording": p, "error": e} for p, e in self.unreadable]}
+        if self.fps is not None:
+            out["video_fps"] = round(self.fps, 3)
+        return out
+
+
+def export(recordings: list[str], output: str, *, start: Optional[str] = None, end: Optional[str] = None,
+           jobs: int = 1, threads: Optional[int] = None, model_dir=None, fps: Optional[float] = None,
+           progress: Optional[Callable[[int, int], None]] = None) -> ExportReport:
+    """Export the selected frames of ``recordings`` to a folder of PNGs or to a video file."""
+    from edgecodec.codec import Codec
+
+    started = time.perf_counter()
+    paths = expand_recordings(recordings)
+    selection = select_frames(paths, start, end)
+    if not selection.frames:
+        reasons = "; ".join(e for _, e in selection.unreadable)
+        raise EdgecodecError("no intact frames to export" + (" in the selected time range" if start or end else "")
+                             + (f" ({reasons})" if reasons else ""))
+    check_model(selection, Codec.load(model_dir).model_id)
+    out = pathlib.Path(output)
+    video = out.suffix.lower() in VIDEO_SUFFIXES
+    if video:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tasks = [DecodeTask(str(p), f.offset) for p, _, f in selection.frames]
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        tasks = [DecodeTask(str(p), f.offset, str(out / f"{p.stem}_{n:06d}.png")) for p, n, f in selection.frames]
+    report = ExportReport(str(out), BatchSummary(), selected=len(tasks),
+                          damage=[(str(p), d) for p, d in selection.damage],
+                          unreadable=[(str(p), e) for p, e in selection.unreadable])
+    results = decode_batch(tasks, model_dir=model_dir, jobs=jobs, threads=threads, progress=progress,
+                           summary=report.summary)
+    if video:
+        report.fps = fps or estimate_fps([f for _, _, f in selection.frames])
+        _write_video(out, results, report)
+    else:
+        for result in results:
+            _note_failure(result, report)
+    report.summary.seconds = time.perf_counter() - started
+    return report
+
+
+def _note_failure(result, report: ExportReport) -> None:
+    if not result.ok:
+        where = result.task.output or f"{result.task.source}@{result.task.offset}"
+        report.failures.append((where, result.error))
+
+
+def _write_video(path: pathlib.Path, results, report: ExportReport) -> None:
+    writer, size = None, None
+    try:
+        for result in results:
+            _note_failure(result, report)
+            if not result.ok:
+                continue
+            image = result.image
+            if image.ndim == 2:
+                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+            else:
+                image = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2BGR)
+            if writer is None:
+                size = (image.shape[1], image.shape[0])
+                fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[path.suffix.lower()])
+                writer = cv2.VideoWriter(str(path), fourcc, report.fps, size)
+                if not writer.isOpened():
+                    raise EdgecodecError(f"cannot write video {path} (no encoder for {path.suffix} in OpenCV?)")
+            if (image.shape[1], image.shape[0]) != size:
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            writer.write(image)
+    finally:
+        if writer is not None:
+            writer.release()
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        raise EdgecodecError(f"no video written to {path}")
