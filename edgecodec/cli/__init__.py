@@ -21,6 +21,8 @@ COMMANDS = [
     "edge",
     "serve",
     "demo",
+    "export",
+    "repair",
 ]
 
 
