@@ -66,12 +66,11 @@ def calibration_crops(folders, n=24, size=256, seed=0):
 
 
 def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
-    """Analysis + hyper-analysis on 0..255 RGB.
+    """Analysis + hyper-analysis on 0..255 RGB; with a quality, its gain is folded into the last conv.
 
-    With a quality, the last analysis convolution appears twice: once with that quality's gain folded
-    in, whose output (pinned to scale 1) is the latent symbols, and once plain, feeding the
-    hyper-analysis. Branching h_a off the rounded, gained latents instead would starve it at low
-    qualities, where most of them round to zero.
+    The gained latents are pinned to scale 1 (their int8 values are the symbols). The hyper-analysis
+    reads the last hidden features (or, for models trained with ``hyper_from="y"``, an ungained copy of
+    the last convolution: h_a fed with the rounded, gained latents would starve at low qualities).
     """
     ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
     ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
@@ -81,6 +80,7 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
     if quality is not None:
         gain = np.exp(model.log_gain.numpy()[quality])
         gained = (last[0] * gain, last[1] * gain, last[2])
+    from_features = model.cfg.hyper_from == "features"
 
     def const(layers):
         return [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in layers]
@@ -95,8 +95,9 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
         h = image
         for k, b, s in ga:
             h = tf.nn.relu(conv_apply(h, k, b, s))
-        y = fq(conv_apply(h, *gained)) if quality is not None else conv_apply(h, *last)
-        h = conv_apply(h, *last) if quality is not None else y
+        y = fq(conv_apply(h, *gained))
+        if not from_features:
+            h = conv_apply(h, *last) if quality is not None else y
         for i, (k, b, s) in enumerate(ha):
             h = conv_apply(h, k, b, s)
             if i < len(ha) - 1:
@@ -269,7 +270,10 @@ def main(argv=None):
     (out / "encoder_float.tflite").write_bytes(convert_float(encoder_function(model, None, False)))
     (out / "decoder.tflite").write_bytes(convert_float(decoder_function(model)))
 
-    z_samples = [model.h_a(model.g_a(tf.constant(c[None] / 255.0))).numpy()[0] for c in crops]
+    z_samples = []
+    for c in crops:
+        y, features = model.analyse(tf.constant(c[None] / 255.0))
+        z_samples.append(model.h_a(features if cfg.hyper_from == "features" else y).numpy()[0])
     hyper = quantize_hyper(model, [np.round(z) for z in z_samples])
     np.savez(out / "hyper.npz", **hyper,
              gain=np.exp(model.log_gain.numpy()), inv_gain=np.exp(model.log_inv_gain.numpy()))

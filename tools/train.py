@@ -70,13 +70,17 @@ def save_weights_npz(model, path):
     os.replace(tmp, path)
 
 
-def load_weights_npz(model, path):
+def load_weights_npz(model, path, strict=True):
+    """Assign weights by name; with strict=False, weights missing or of another shape keep their init."""
     data = np.load(path)
-    missing = [v.path for v in model.weights if v.path not in data]
-    if missing:
-        raise SystemExit(f"train: {path} lacks weights {missing[:3]}...")
+    skipped = [v.path for v in model.weights if v.path not in data or data[v.path].shape != tuple(v.shape)]
+    if skipped and strict:
+        raise SystemExit(f"train: {path} lacks or mis-shapes weights {skipped[:3]}...")
     for v in model.weights:
-        v.assign(data[v.path])
+        if v.path not in skipped:
+            v.assign(data[v.path])
+    if skipped:
+        print(f"train: kept the initial values of {skipped}", flush=True)
 
 
 def main(argv=None):
@@ -112,7 +116,7 @@ def main(argv=None):
         ckpt.restore(manager.latest_checkpoint).expect_partial()
         print(f"resumed {manager.latest_checkpoint} at step {int(step)}", flush=True)
     elif args.init:
-        load_weights_npz(model, args.init)
+        load_weights_npz(model, args.init, strict=False)
         meta = pathlib.Path(args.init).with_suffix(".json")
         if meta.exists():
             step.assign(json.loads(meta.read_text()).get("step", 0))
