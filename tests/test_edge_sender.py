@@ -90,6 +90,7 @@ def test_live_frames_are_sent_in_order_and_acknowledged(tmp_path):
     server = FakeServer()
     stage, inbox, spool = make_stage(tmp_path, server)
     stage.start()
+    wait_until(lambda: stage.connected, 5)
     feed(inbox, range(50))
     wait_until(lambda: stage.acked == 50, 10, what="all acked")
     stage.stop()
@@ -113,6 +114,32 @@ def test_frames_produced_during_an_outage_are_spooled_then_delivered_in_order(tm
     stage.join(5)
     assert server.stored == list(range(60))
     assert len(spool) == 0
+
+
+def test_frames_that_arrive_while_connecting_are_spooled_and_sent_first(tmp_path):
+    server = FakeServer()
+    stage, inbox, spool = make_stage(tmp_path, server)
+    feed(inbox, range(3))  # queued before the stage (and its first connection attempt) starts
+    stage.start()
+    feed(inbox, range(3, 30))
+    wait_until(lambda: stage.acked == 30, 10, what="all acked")
+    stage.stop()
+    stage.join(5)
+    assert server.stored == list(range(30)) and len(spool) == 0
+
+
+def test_when_acks_stop_new_frames_go_to_the_spool_instead_of_being_dropped(tmp_path):
+    server = FakeServer()
+    stage, inbox, spool = make_stage(tmp_path, server, window_frames=4, stall_spool=0.1, ack_timeout=1.5)
+    stage.start()
+    wait_until(lambda: stage.connected, 5)
+    server.blackhole = True  # sends succeed, acks never come: a stalled peer
+    feed(inbox, range(20))  # would block on a full queue if the stage stopped taking frames
+    wait_until(lambda: len(spool) == 20, 5, what="window then spool")
+    server.blackhole = False  # after the ack timeout the edge reconnects and resends
+    wait_until(lambda: server.stored == list(range(20)), 10, what="resend from the spool")
+    stage.stop()
+    stage.join(5)
 
 
 def test_frames_lost_on_a_dead_link_are_spooled_and_resent_after_reconnecting(tmp_path):

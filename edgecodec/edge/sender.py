@@ -3,14 +3,20 @@
 Live frames go straight to the link and wait in memory until the server acknowledges them. When
 the link fails, the unacknowledged ones and everything after go to the spool. After reconnecting,
 the spool is sent oldest first, with newly encoded frames appended behind it, and live sending
-resumes once it is empty, so the server sees every stream in sequence order. A window of
-unacknowledged frames bounds how far sending may run ahead of the server.
+resumes once it is empty, so the server sees every stream in sequence order.
+
+A window of unacknowledged frames bounds how far sending runs ahead of the server. While acks
+still come, a full window holds the encoder back, and frames are dropped at the source (a slow
+network must not build a backlog). When acks stop coming, new frames go to the spool instead, and
+after ``ack_timeout`` the link is declared dead. Connection attempts run in a helper thread so
+that frames keep flowing into the spool while one hangs.
 """
 from __future__ import annotations
 
 import collections
 import logging
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -36,10 +42,40 @@ class SendPolicy:
     window_frames: int = 64
     window_bytes: int = 4 << 20
     ack_timeout: float = 5.0
+    stall_spool: float = 1.0  # window full and no ack this long: spool new frames
     keepalive: float = 5.0
     retry_min: float = 0.25
     retry_max: float = 10.0
     drain_timeout: float = 3.0
+
+
+class _Attempt:
+    """One connection attempt in its own thread; a result nobody collects is closed by the thread."""
+
+    def __init__(self, link: Link):
+        self.link = link
+        self.last_stored: Optional[int] = None
+        self.error: Optional[LinkError] = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        threading.Thread(target=self._run, name="edgecodec-connect", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.last_stored = self.link.connect()
+        except LinkError as exc:
+            self.error = exc
+        with self._lock:
+            self.done.set()
+            if self._abandoned:
+                self.link.close()
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            if self.done.is_set():
+                self.link.close()
 
 
 class SendStage(Stage):
@@ -54,15 +90,18 @@ class SendStage(Stage):
         self.lost_total = lost_total  # frames lost before this stage, reported to the server
         self.policy = policy
         self.link: Optional[Link] = None
+        self._attempt: Optional[_Attempt] = None
         self._inflight: collections.deque[_InFlight] = collections.deque()
         self._inflight_bytes = 0
-        self._cursor: Optional[int] = None  # last spooled frame sent on this connection
-        self._draining_spool = False
+        self._cursor: Optional[int] = None  # highest sequence sent (or known stored) on this link
+        self._from_spool = False  # sending the spool's frames; new frames queue behind them
         self._retry_at = 0.0
         self._backoff = policy.retry_min
         self._last_send = 0.0
+        self._last_progress = 0.0  # last ack, or the moment the window had room
         self._reported_lost = 0
         self._down_since: Optional[float] = time.monotonic()
+        self._warned_down = False
         # Figures, read by the pipeline's status.
         self.sent = 0
         self.acked = 0
@@ -87,19 +126,27 @@ class SendStage(Stage):
                     return
                 self.beat()
                 if self.link is None:
-                    if deadline is None and time.monotonic() >= self._retry_at:
-                        self._connect()
-                    if self.link is None:
-                        self._spool_inbox(wait=0.05 if deadline is None else 0.0)
-                        if deadline is not None:
-                            return
-                        continue
+                    self._offline_step(draining=deadline is not None)
+                    if deadline is not None and self.link is None:
+                        return
+                    continue
                 try:
                     self._step()
                 except LinkError as exc:
                     self._disconnected(exc)
         finally:
             self._shutdown()
+
+    def _offline_step(self, draining: bool) -> None:
+        """Spool what arrives; start or collect a connection attempt."""
+        attempt = self._attempt
+        if attempt is not None and attempt.done.is_set():
+            self._attempt = None
+            self._connected(attempt) if attempt.error is None else self._connect_failed(attempt.error)
+            return
+        if attempt is None and not draining and time.monotonic() >= self._retry_at:
+            self._attempt = _Attempt(self.open_link())
+        self._spool_inbox(wait=0.0 if draining else 0.05)
 
     def _drained_or_late(self, deadline: float) -> bool:
         """During a drain: done when everything was delivered, or time is up."""
@@ -108,6 +155,9 @@ class SendStage(Stage):
         return (self.link is not None and self.inbox.empty() and not self._inflight
                 and self.spool.next_after(self._cursor) is None)
 
+    def _window_full(self) -> bool:
+        return len(self._inflight) >= self.policy.window_frames or self._inflight_bytes >= self.policy.window_bytes
+
     def _step(self) -> None:
         link = self.link
         self._handle_ack(link.poll(0))
@@ -115,18 +165,22 @@ class SendStage(Stage):
         now = time.monotonic()
         if self._inflight and now - self._inflight[0].sent_at > self.policy.ack_timeout:
             raise LinkError(f"no acknowledgement for {self.policy.ack_timeout:g} s")
-        if len(self._inflight) >= self.policy.window_frames or self._inflight_bytes >= self.policy.window_bytes:
-            self._handle_ack(link.poll(0.05))
+        if self._window_full():
+            self._handle_ack(link.poll(0.02))
+            if self._window_full() and now - self._last_progress > self.policy.stall_spool:
+                if not self._from_spool:
+                    log.info("server not acknowledging; spooling new frames")
+                    self._spool_live_inflight()
+                    self._from_spool = True
+                self._spool_inbox(wait=0.0)
             return
-        if self._draining_spool:
+        if self._from_spool:
             self._spool_inbox(wait=0.0)  # newer frames queue up behind the spool, keeping order
             item = self.spool.next_after(self._cursor)
             if item is not None:
-                seq, packet = item
-                self._send(seq, packet, keep=None)
-                self._cursor = seq
+                self._send(item[0], item[1], keep=None)
                 return
-            self._draining_spool = False
+            self._from_spool = False
             log.info("spool sent; streaming live")
         try:
             frame: Encoded = self.inbox.get(timeout=0.01)
@@ -141,8 +195,11 @@ class SendStage(Stage):
     def _send(self, sequence: int, packet: bytes, keep: Optional[bytes]) -> None:
         # In flight before the attempt: if sending fails, the frame is spooled with the others.
         now = time.monotonic()
+        if not self._inflight:
+            self._last_progress = now
         self._inflight.append(_InFlight(sequence, len(packet), now, keep))
         self._inflight_bytes += len(packet)
+        self._cursor = sequence
         self.link.send_frame(sequence, packet)
         self._last_send = now
         self.sent += 1
@@ -152,13 +209,14 @@ class SendStage(Stage):
         if acked is None or (self.last_ack is not None and acked <= self.last_ack):
             return
         self.last_ack = acked
+        self._last_progress = time.monotonic()
         spooled = False
         while self._inflight and self._inflight[0].sequence <= acked:
             item = self._inflight.popleft()
             self._inflight_bytes -= item.size
             spooled |= item.packet is None
             self.acked += 1
-        if spooled or self._draining_spool:
+        if spooled or self._from_spool:
             self.spool.ack(acked)
 
     def _report_lost(self) -> None:
@@ -169,33 +227,34 @@ class SendStage(Stage):
 
     # --- connection changes ----------------------------------------------------------------------
 
-    def _connect(self) -> None:
-        link = self.open_link()
-        try:
-            last_stored = link.connect()
-        except LinkError as exc:
-            if self._backoff == self.policy.retry_min:
-                log.warning("server unreachable (%s); spooling, retrying", exc)
-            else:
-                log.debug("reconnect failed: %s", exc)
-            self._retry_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, self.policy.retry_max)
-            return
-        self.link = link
+    def _connect_failed(self, exc: LinkError) -> None:
+        if not self._warned_down:
+            log.warning("server unreachable (%s); spooling, retrying", exc)
+            self._warned_down = True
+        else:
+            log.debug("reconnect failed: %s", exc)
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, self.policy.retry_max)
+
+    def _connected(self, attempt: _Attempt) -> None:
+        self.link = attempt.link
         self.connects += 1
+        self._warned_down = False
         self._backoff = self.policy.retry_min
-        self._last_send = time.monotonic()
+        self._last_send = self._last_progress = time.monotonic()
         self.last_ack = None
-        if last_stored is not None:
-            self.spool.ack(last_stored)  # stored before an acknowledgement got lost
-        self._cursor = last_stored
-        self._draining_spool = len(self.spool) > 0
+        if attempt.last_stored is not None:
+            self.spool.ack(attempt.last_stored)  # stored before an acknowledgement got lost
+        self._cursor = attempt.last_stored
+        self._from_spool = len(self.spool) > 0
         outage = "" if self._down_since is None else f" after {time.monotonic() - self._down_since:.1f} s"
         self._down_since = None
-        log.info("connected to %s%s; %d frames waiting in the spool", link.config.url, outage, len(self.spool))
+        log.info("connected to %s%s; %d frames waiting in the spool", self.link.config.url, outage,
+                 len(self.spool))
 
     def _disconnected(self, exc: Exception) -> None:
         log.warning("link lost: %s; spooling until it is back", exc)
+        self._warned_down = True
         link, self.link = self.link, None
         if link is not None:
             link.close()
@@ -203,6 +262,13 @@ class SendStage(Stage):
         self._retry_at = time.monotonic() + self.policy.retry_min
         self._backoff = self.policy.retry_min * 2
         self._spool_inflight()
+
+    def _spool_live_inflight(self) -> None:
+        """Before newer frames go to the spool, the older in-flight ones must be there too."""
+        for item in self._inflight:
+            if item.packet is not None:
+                self._spool(item.sequence, item.packet)
+                item.packet = None
 
     def _spool_inflight(self) -> None:
         """Unacknowledged live frames are older than anything still queued: spool them first."""
@@ -212,7 +278,7 @@ class SendStage(Stage):
         self._inflight.clear()
         self._inflight_bytes = 0
         self._cursor = None
-        self._draining_spool = False
+        self._from_spool = False
 
     def _spool(self, sequence: int, packet: bytes) -> None:
         self.spool.append(sequence, packet)
@@ -232,6 +298,9 @@ class SendStage(Stage):
 
     def _shutdown(self) -> None:
         """Keep what was not delivered: unacknowledged and queued frames go to the spool."""
+        if self._attempt is not None:
+            self._attempt.abandon()
+            self._attempt = None
         if self.link is not None:
             try:
                 self._handle_ack(self.link.poll(0))

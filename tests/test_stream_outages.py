@@ -1,0 +1,133 @@
+"""Real ``edgecodec edge`` and ``edgecodec serve`` processes on loopback, through outages.
+
+The edge streams a small synthetic scene with the real codec at 10 frames/s; the server writes a
+frame log. Every frame the edge captured must be stored exactly once, in order, whatever happens
+in between (within the spool's capacity).
+"""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.stream_support import (CuttableProxy, free_port, logged_sequences, start_edge_process,
+                                  start_server_process, stop_process, wait_until)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def edge_figures(folder, name="edge") -> dict:
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+def assert_every_captured_frame_stored_once_in_order(folder, captured: int) -> None:
+    seqs = logged_sequences(folder)
+    assert len(seqs) == len(set(seqs)), f"duplicates stored: {len(seqs) - len(set(seqs))}"
+    assert seqs == sorted(seqs), "frames stored out of order"
+    assert seqs == list(range(captured)), f"missing frames: {sorted(set(range(captured)) - set(seqs))[:20]}"
+
+
+def test_frames_captured_while_the_server_was_killed_arrive_once_in_order_after_it_returns(tmp_path):
+    port = free_port()
+    server = start_server_process(tmp_path, port)
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}")
+    try:
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= 10, 60, what="streaming to start")
+        server.send_signal(signal.SIGKILL)  # no goodbye, no flushed acknowledgements
+        server.wait(10)
+        before = len(logged_sequences(tmp_path))
+        time.sleep(3)  # ~30 frames captured while nobody listens
+        server = start_server_process(tmp_path, port, name="server2")
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= before + 40, 60, what="catch-up after restart")
+        assert stop_process(edge) == 0
+    finally:
+        stop_process(edge)
+        stop_process(server)
+    f = edge_figures(tmp_path)
+    assert f["dropped_at_source"] == 0 and f["spool_frames"] == 0 and f["spooled"] >= 20
+    assert_every_captured_frame_stored_once_in_order(tmp_path, f["captured"])
+
+
+def test_frames_survive_a_silent_network_cut_and_arrive_in_order_when_it_is_restored(tmp_path):
+    port = free_port()
+    server = start_server_process(tmp_path, port)
+    proxy = CuttableProxy(port)
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{proxy.port}")
+    try:
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= 10, 60, what="streaming to start")
+        proxy.cut = True  # packets vanish; neither side is told
+        time.sleep(4)  # longer than the edge's 2 s ack timeout
+        during = len(logged_sequences(tmp_path))
+        proxy.restore()
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= during + 45, 60, what="catch-up after the cut")
+        assert stop_process(edge) == 0
+    finally:
+        stop_process(edge)
+        proxy.close()
+        stop_process(server)
+    f = edge_figures(tmp_path)
+    assert f["connects"] >= 2 and f["dropped_at_source"] == 0 and f["spool_frames"] == 0
+    assert_every_captured_frame_stored_once_in_order(tmp_path, f["captured"])
+
+
+def test_sigterm_drains_the_edge_quickly_and_delivers_everything_captured(tmp_path):
+    port = free_port()
+    server = start_server_process(tmp_path, port)
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}")
+    try:
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= 10, 60, what="streaming to start")
+        start = time.monotonic()
+        assert stop_process(edge, signal.SIGTERM, timeout=10) == 0
+        assert time.monotonic() - start < 5
+        f = edge_figures(tmp_path)
+        wait_until(lambda: len(logged_sequences(tmp_path)) == f["captured"], 10, what="last frames")
+    finally:
+        stop_process(edge)
+        stop_process(server)
+    assert f["sent"] == f["acked"] == f["captured"] and f["spool_frames"] == 0
+    assert_every_captured_frame_stored_once_in_order(tmp_path, f["captured"])
+
+
+def test_frames_spooled_before_a_restart_of_the_edge_are_delivered_by_the_next_run(tmp_path):
+    port = free_port()
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}")  # no server yet
+    try:
+        time.sleep(3)
+        assert stop_process(edge, signal.SIGTERM, timeout=10) == 0
+        first = edge_figures(tmp_path)
+        assert first["spool_frames"] == first["captured"] > 10
+        server = start_server_process(tmp_path, port)
+        edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}", name="edge2")
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= first["captured"] + 10, 60,
+                   what="spool from the first run, then live frames")
+        assert stop_process(edge) == 0
+    finally:
+        stop_process(edge)
+        if "server" in locals():
+            stop_process(server)
+    second = edge_figures(tmp_path, "edge2")
+    seqs = logged_sequences(tmp_path)
+    assert seqs[: first["captured"]] == list(range(first["captured"]))
+    # The second run continues the same stream with higher sequence numbers, after the spooled ones.
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    assert len(seqs) == first["captured"] + second["captured"]
+
+
+def test_wrong_secret_is_refused_and_frames_wait_in_the_spool(tmp_path):
+    port = free_port()
+    (tmp_path / "secrets.toml").write_text('[cameras]\ncam1 = "a-different-secret-0123"\n')
+    server = start_server_process(tmp_path, port)
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}")
+    try:
+        time.sleep(3)
+        assert stop_process(edge) == 0
+    finally:
+        stop_process(edge)
+        stop_process(server)
+    assert logged_sequences(tmp_path) == []
+    assert "wrong secret" in (tmp_path / "server.log").read_text()
+    assert "authentication failed" in (tmp_path / "edge.log").read_text()
+    f = edge_figures(tmp_path)
+    assert f["spool_frames"] == f["captured"] > 0
