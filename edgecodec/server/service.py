@@ -58,9 +58,10 @@ def parse_host_port(text: str, default_port: int = 7878) -> tuple[str, int]:
 
 
 def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
-    """The recorder and the live view (the desktop side's modules), attached when asked for.
+    """The recorder and the live view (``edgecodec.recording``, ``edgecodec.web``), when asked for.
 
-    Each returns an object with ``close()``; it subscribes to ``hub`` and does its own decoding.
+    Each ``attach`` subscribes to ``hub`` and returns an object whose ``close()`` (plain or a
+    coroutine) detaches it; only the live view decodes, and only what someone watches.
     """
     attached = []
     if config.record:
@@ -75,7 +76,7 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
         except ImportError:
             raise ConfigError("--http needs edgecodec.web, which this build does not have") from None
         host, port = parse_host_port(config.http, 8080)
-        attached.append(web.attach(hub, host, port, model=config.model))
+        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads))
     return attached
 
 

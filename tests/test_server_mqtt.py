@@ -1,0 +1,118 @@
+"""Frames over a real mosquitto broker on loopback: signed frames in, signed acks out."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edgecodec.transport import LinkError, open_link
+from tests.stream_support import (SECRET, Mosquitto, ServerThread, frame_packet, link_config,
+                                  mosquitto_path, wait_until)
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(mosquitto_path() is None,
+                       reason="mosquitto is not installed (apt-get install -y mosquitto; .ci/run does)"),
+]
+
+
+@pytest.fixture()
+def broker(tmp_path):
+    b = Mosquitto(tmp_path)
+    yield b
+    b.close()
+
+
+def mqtt_server(tmp_path, broker, **kw):
+    return ServerThread(tmp_path, mqtt=broker.url, **kw)
+
+
+def wait_ack(link, sequence, timeout=10.0):
+    def acked():
+        last = link.poll(0.05)
+        return last is not None and last >= sequence
+
+    wait_until(acked, timeout, what=f"ack of {sequence}")
+
+
+def test_frames_published_by_a_camera_reach_the_hub_in_order_and_are_acknowledged(tmp_path, broker):
+    with ServerThread(tmp_path, mqtt=broker.url + "/site-a") as server:
+        link = open_link(link_config(broker.url + "/site-a"))  # a topic prefix of its own
+        assert link.connect() is None
+        for seq in range(20):
+            link.send_frame(seq, frame_packet(seq))
+        wait_ack(link, 19)
+        link.close()
+        assert server.received == [("cam1", s) for s in range(20)]
+        wait_until(lambda: not server.hub.cameras()[0].connected, 5, what="offline status")
+
+
+def test_resent_frames_over_mqtt_are_stored_once(tmp_path, broker):
+    with mqtt_server(tmp_path, broker) as server:
+        link = open_link(link_config(broker.url))
+        link.connect()
+        for seq in (0, 1, 2, 1, 2, 3):
+            link.send_frame(seq, frame_packet(seq))
+        wait_ack(link, 3)
+        link.close()
+        assert [s for _, s in server.received] == [0, 1, 2, 3]
+        assert server.ingest.counters["cam1"].duplicates == 2
+
+
+def test_frames_signed_with_a_wrong_secret_are_dropped_and_logged_once(tmp_path, broker, caplog):
+    with mqtt_server(tmp_path, broker) as server:
+        bad = open_link(link_config(broker.url, secret="not-the-right-secret-at-all"))
+        bad.connect()
+        for seq in range(5):
+            bad.send_frame(seq, frame_packet(seq))
+        assert bad.poll(1.0) is None  # never acknowledged
+        bad.close()
+        good = open_link(link_config(broker.url, camera_id="cam2"))
+        good.connect()
+        good.send_frame(0, frame_packet(0))
+        wait_ack(good, 0)
+        good.close()
+        assert server.received == [("cam2", 0)]
+        assert server.ingest.counters["cam1"].auth_failures == 5
+    assert caplog.text.count("wrong secret") == 1
+
+
+def test_garbage_payloads_on_the_frame_topic_do_not_disturb_other_cameras(tmp_path, broker):
+    from edgecodec.transport import mqtt as mq
+
+    with mqtt_server(tmp_path, broker) as server:
+        raw = mq.new_client("garbage", None, None, False)
+        raw.connect("127.0.0.1", broker.port)
+        raw.loop_start()
+        for payload in (b"", b"\x00" * 100, frame_packet(0) + b"short-trailer", b"\x89ECC" + b"\xff" * 60):
+            raw.publish("edgecodec/cam1/frame", payload, qos=1).wait_for_publish(5)
+        raw.publish("edgecodec/../frame", b"x", qos=1).wait_for_publish(5)
+        raw.disconnect()
+        raw.loop_stop()
+        good = open_link(link_config(broker.url, camera_id="cam2"))
+        good.connect()
+        good.send_frame(0, frame_packet(0))
+        wait_ack(good, 0)
+        good.close()
+        assert server.received == [("cam2", 0)]
+        wait_until(lambda: server.ingest.counters["cam1"].rejected >= 2, 5, what="rejections counted")
+
+
+def test_an_unreachable_broker_is_a_link_error(tmp_path):
+    from tests.stream_support import free_port
+
+    link = open_link(link_config(f"mqtt://127.0.0.1:{free_port()}", connect_timeout=1.0))
+    start = time.monotonic()
+    with pytest.raises(LinkError, match="cannot reach MQTT broker"):
+        link.connect()
+    assert time.monotonic() - start < 5
+
+
+def test_losing_the_broker_breaks_the_link_so_the_edge_spools(tmp_path, broker):
+    with mqtt_server(tmp_path, broker):
+        link = open_link(link_config(broker.url))
+        link.connect()
+        broker.close()
+        with pytest.raises(LinkError):
+            wait_until(lambda: link.poll(0.1) == "never", 10)
+        link.close()

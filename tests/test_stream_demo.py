@@ -1,0 +1,31 @@
+"""``edgecodec demo``: two real processes on loopback, figures printed, exit 0, all by itself."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.stream_support import REPO, edgecodec_cmd
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_demo_streams_the_synthetic_scene_and_reports_rate_quality_and_latency():
+    out = subprocess.run(edgecodec_cmd("demo", "--duration", "3", "--width", "160", "--height", "120",
+                                       "--fps", "10", "--json"),
+                         capture_output=True, text=True, timeout=150, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["stored"] >= 20 and figures["frames_in_order"] and figures["duplicates"] == 0
+    assert figures["kbps"] > 0 and figures["fps"] > 5
+    assert 20 < figures["psnr_db"] < 60  # decoded frames compared with the scene they show
+    assert 0 < figures["latency_decoded_ms"]["median"] < 2000
+
+
+def test_demo_prints_readable_figures():
+    out = subprocess.run(edgecodec_cmd("demo", "--duration", "2", "--width", "96", "--height", "64"),
+                         capture_output=True, text=True, timeout=150, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    for word in ("frames/s", "kbit/s", "PSNR", "latency"):
+        assert word in out.stdout
