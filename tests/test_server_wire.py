@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import re
 
 import pytest
 
@@ -73,3 +75,14 @@ def test_secrets_file_needs_a_cameras_table_with_long_enough_secrets(tmp_path):
     path.write_text('cam1 = "0123456789abcdef"\n')
     with pytest.raises(Exception, match=r"\[cameras\]"):
         auth.load_secrets(str(path))
+
+
+def test_protocol_document_lists_every_message_type_and_error_code():
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    for kind in wire.MsgType:
+        assert f"| {kind.value} | {kind.name} |" in text, kind
+    codes_line = next(line for line in text.splitlines() if line.startswith("ERROR codes:"))
+    listed = re.findall(r"(\d+) [a-z]", codes_line.replace("\n", " ") + " " +
+                        text.split(codes_line, 1)[1].split("\n\n", 1)[0])
+    assert sorted(map(int, listed)) == sorted(code.value for code in wire.ErrorCode)
+    assert f"version u8 (= {wire.PROTOCOL_VERSION})" in text

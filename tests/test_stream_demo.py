@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -29,3 +30,14 @@ def test_demo_prints_readable_figures():
     assert out.returncode == 0, out.stderr
     for word in ("frames/s", "kbit/s", "PSNR", "latency"):
         assert word in out.stdout
+
+
+def test_stream_benchmark_reports_latency_drops_and_server_cpu_per_camera_as_json():
+    out = subprocess.run([sys.executable, "tools/bench_stream.py", "--duration", "2", "--warmup", "0.5",
+                          "--width", "96", "--height", "64", "--fps", "10", "--cameras", "3", "--json"],
+                         capture_output=True, text=True, timeout=150, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["stored"] > 5 and r["replayed_frames"] > 20 and not r["replay_errors"]
+    assert r["captured"] == r["encoded"] + r["dropped_at_source"]
+    assert r["latency_decoded_ms"]["median"] > 0 and r["server_ingest_cpu_percent_per_camera"] >= 0

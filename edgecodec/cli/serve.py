@@ -51,6 +51,8 @@ def register(sub) -> None:
                    help="decode the newest frame of each camera and report capture-to-decoded latency")
     p.add_argument("--probe-reference", choices=["synthetic"],
                    help="with --probe: also measure PSNR against the synthetic test scene")
+    p.add_argument("--probe-camera", action="append", metavar="ID",
+                   help="with --probe: only this camera (repeat for more; default: all)")
     p.add_argument("--probe-warmup", type=float, default=0.0, metavar="S",
                    help="with --probe: leave the first S seconds out of the figures")
     p.add_argument("--port-file", metavar="FILE", help="write the bound TCP port here once listening")
@@ -82,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits=ServerLimits(max_connections=args.max_connections, max_packet=args.max_frame_kb << 10,
                             idle_timeout=args.idle_timeout),
         frame_log=args.frame_log, probe=args.probe, probe_reference=args.probe_reference,
-        probe_warmup_s=args.probe_warmup,
+        probe_warmup_s=args.probe_warmup, probe_cameras=args.probe_camera,
         model=args.model, decode_threads=args.decode_threads, record=args.record, http=args.http, port_file=args.port_file)
     server = EdgeServer(config)
     figures = asyncio.run(_serve(server, args.duration))

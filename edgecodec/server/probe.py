@@ -52,11 +52,12 @@ class DecodeProbe:
     """A FrameHub subscriber; ``summary()`` gives the figures per camera. start/close like a stage."""
 
     def __init__(self, hub: FrameHub, load_codec: Callable[[], object], reference: Optional[str] = None,
-                 warmup_s: float = 0.0):
+                 warmup_s: float = 0.0, cameras: Optional[set] = None):
         self.hub = hub
         self.load_codec = load_codec
         self.reference = reference  # "synthetic" or None
         self.warmup_s = warmup_s
+        self.only = cameras  # None: every camera
         self._codec = None
         self._cameras: dict[str, _CameraProbe] = {}
         self._lock = threading.Lock()
@@ -70,6 +71,8 @@ class DecodeProbe:
         self.hub.subscribe(self._on_frame)
 
     def _on_frame(self, camera_id: str, header: Header, packet: bytes) -> None:
+        if self.only is not None and camera_id not in self.only:
+            return
         received = time.time_ns() / 1e6
         with self._lock:
             cam = self._cameras.get(camera_id)

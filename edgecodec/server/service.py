@@ -37,6 +37,7 @@ class ServerConfig:
     probe: bool = False
     probe_reference: Optional[str] = None
     probe_warmup_s: float = 0.0
+    probe_cameras: Optional[list] = None
     model: Optional[str] = None
     decode_threads: int = 1
     record: Optional[str] = None
@@ -88,6 +89,7 @@ class EdgeServer:
                              Watermarks(config.state_dir), config.limits)
         self.address: Optional[tuple[str, int]] = None
         self.started_at = time.time()
+        self.cpu_at_start = time.process_time()
         self.probe = None
 
     async def run(self, stop: asyncio.Event, on_ready: Optional[Callable[["EdgeServer"], None]] = None) -> dict:
@@ -109,7 +111,8 @@ class EdgeServer:
 
                     return Codec.load(cfg.model, threads=cfg.decode_threads)
 
-                self.probe = DecodeProbe(self.hub, load_codec, cfg.probe_reference, cfg.probe_warmup_s)
+                self.probe = DecodeProbe(self.hub, load_codec, cfg.probe_reference, cfg.probe_warmup_s,
+                                         set(cfg.probe_cameras) if cfg.probe_cameras else None)
                 self.probe.start()
                 closers.append(self.probe.close)
             for consumer in desktop_consumers(self.hub, cfg):
@@ -128,6 +131,7 @@ class EdgeServer:
                 await asyncio.get_running_loop().run_in_executor(None, mqtt.start)
                 closers.append(mqtt.close)
             self.started_at = time.time()
+            self.cpu_at_start = time.process_time()
             if cfg.port_file and self.address:
                 tmp = cfg.port_file + ".tmp"
                 with open(tmp, "w") as f:
@@ -155,7 +159,9 @@ class EdgeServer:
                 "kbps": round(st.bytes * 8 / 1000 / span, 1) if st.frames > 1 else 0.0,
                 "connected": st.connected, "width": st.width, "height": st.height,
             }
-        out = {"uptime_s": round(time.time() - self.started_at, 3), "cameras": cameras,
+        out = {"uptime_s": round(time.time() - self.started_at, 3),
+               "cpu_s": round(time.process_time() - self.cpu_at_start, 3),  # since ready: no start-up
+               "cameras": cameras,
                "ingest": self.ingest.summary()}
         if self.probe is not None:
             out["probe"] = self.probe.summary()
