@@ -93,3 +93,11 @@ def test_usage_errors_exit_2_and_help_exits_0():
     assert run_cli("frobnicate").returncode == 2
     res = run_cli("encode", "--help")
     assert res.returncode == 0 and "--quality" in res.stdout
+
+
+def test_parallel_decode_of_a_folder_matches_serial_decode(photos, tmp_path):
+    assert main(["encode", str(photos), "-o", str(tmp_path / "ecc"), "--quiet"]) == 0
+    assert main(["decode", str(tmp_path / "ecc"), "-o", str(tmp_path / "one"), "--quiet"]) == 0
+    assert main(["decode", str(tmp_path / "ecc"), "-o", str(tmp_path / "two"), "-j", "2", "--quiet"]) == 0
+    for name in ("a.png", "b.png"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()

@@ -94,25 +94,28 @@ def cmd_encode(args) -> int:
 
 
 def cmd_decode(args) -> int:
-    codec = _codec(args)
+    from edgecodec.batch import DecodeTask, decode_batch
+
     inputs = expand_inputs(args.inputs, {".ecc"})
     outputs = _outputs(inputs, args.output, ".png")
-
-    def work(inp, outp):
-        try:
-            data = inp.read_bytes()
-        except OSError as exc:
-            raise EdgecodecError(f"cannot read {inp}: {exc.strerror}") from None
-        t0 = time.perf_counter()
-        img = codec.decode(data)
-        ms = 1000 * (time.perf_counter() - t0)
-        write_image(outp, img)
-        if not args.json and not args.quiet:
-            print(f"{inp} -> {outp}: {img.shape[1]}x{img.shape[0]}, {ms:.0f} ms")
-        return {"input": str(inp), "output": str(outp), "width": img.shape[1], "height": img.shape[0],
-                "decode_ms": ms}
-
-    return _run_batch("decode", inputs, outputs, work, args.json)
+    tasks = [DecodeTask(str(i), output=str(o)) for i, o in zip(inputs, outputs)]
+    results, failed = [], 0
+    with Progress(len(tasks), "decode", enabled=None if not args.json else False) as bar:
+        for r in decode_batch(tasks, model_dir=args.model, jobs=args.jobs,
+                              threads=args.threads if args.jobs <= 1 else None,
+                              progress=lambda done, total: bar.set(done, total)):
+            if not r.ok:
+                failed += 1
+                print(f"edgecodec decode: {r.task.source}: {r.error}", file=sys.stderr)
+                results.append({"input": r.task.source, "error": r.error})
+                continue
+            if not args.json and not args.quiet:
+                print(f"{r.task.source} -> {r.task.output}: {r.width}x{r.height}, {r.decode_ms:.0f} ms")
+            results.append({"input": r.task.source, "output": r.task.output, "width": r.width,
+                            "height": r.height, "decode_ms": r.decode_ms})
+    if args.json:
+        print(json.dumps({"files": results, "failed": failed}, indent=1))
+    return 1 if failed else 0
 
 
 def cmd_info(args) -> int:
@@ -180,6 +183,7 @@ def register(sub) -> None:
                        description="Reconstruct images from .ecc files (files, folders or globs).")
     p.add_argument("inputs", nargs="+", help=".ecc files, folders or glob patterns")
     p.add_argument("-o", "--output", help="output image (one input) or folder (several)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.add_argument("--quiet", action="store_true", help="no per-file lines")
     _model_args(p)
