@@ -56,6 +56,8 @@ def register(sub) -> None:
     p.add_argument("--probe-warmup", type=float, default=0.0, metavar="S",
                    help="with --probe: leave the first S seconds out of the figures")
     p.add_argument("--port-file", metavar="FILE", help="write the bound TCP port here once listening")
+    p.add_argument("--status-interval", type=float, default=60.0, metavar="S",
+                   help="log each camera's figures this often (0: never; default 60)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--json", action="store_true", help="print the final figures as JSON on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
@@ -85,7 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             idle_timeout=args.idle_timeout),
         frame_log=args.frame_log, probe=args.probe, probe_reference=args.probe_reference,
         probe_warmup_s=args.probe_warmup, probe_cameras=args.probe_camera,
-        model=args.model, decode_threads=args.decode_threads, record=args.record, http=args.http, port_file=args.port_file)
+        model=args.model, decode_threads=args.decode_threads, record=args.record, http=args.http,
+        port_file=args.port_file, status_interval=args.status_interval)
     server = EdgeServer(config)
     figures = asyncio.run(_serve(server, args.duration))
     if args.json:

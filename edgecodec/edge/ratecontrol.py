@@ -36,7 +36,7 @@ class RateController:
         self.qualities = sorted(qualities)
         self.rate = target_kbps * 1000 / 8  # bytes per second
         self.capacity = self.rate * BUCKET_SECONDS
-        self.tokens = self.capacity / 2
+        self.tokens = 0.0  # start with nothing saved: the stream never exceeds the target on average
         self.interval = 1.0 / fps  # expected time between encoded frames, learned
         self._last: Optional[float] = None
         self._est: Optional[dict[int, float]] = None

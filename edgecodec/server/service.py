@@ -43,6 +43,7 @@ class ServerConfig:
     record: Optional[str] = None
     http: Optional[str] = None
     port_file: Optional[str] = None
+    status_interval: float = 60.0  # seconds between per-camera status lines; 0 = never
 
 
 def parse_host_port(text: str, default_port: int = 7878) -> tuple[str, int]:
@@ -139,7 +140,11 @@ class EdgeServer:
                 os.replace(tmp, cfg.port_file)
             if on_ready:
                 on_ready(self)
-            await stop.wait()
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), cfg.status_interval or None)
+                except asyncio.TimeoutError:
+                    self.log_status()
             log.info("stopping")
         finally:
             for close in reversed(closers):
@@ -148,6 +153,12 @@ class EdgeServer:
                     await result
             self.ingest.watermarks.flush()
         return self.figures()
+
+    def log_status(self) -> None:
+        for st in self.hub.cameras():
+            log.info("camera %s: %s, %.1f frames/s, %.0f kbit/s, %d frames, %d dropped on the edge",
+                     st.camera_id, "connected" if st.connected else "offline", st.fps(), st.kbps(),
+                     st.frames, st.dropped)
 
     def figures(self) -> dict:
         cameras = {}
