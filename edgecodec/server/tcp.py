@@ -5,7 +5,7 @@ import asyncio
 import logging
 import os
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from edgecodec import bitstream
@@ -35,8 +35,32 @@ class Session:
     pending_ack: Optional[int] = None
     ack_scheduled: bool = False
     frames: int = 0
-    closing: bool = False
-    tasks: list = field(default_factory=list)
+    bytes_in: int = 0
+
+
+class _IdleWatch:
+    """Close a connection that completes no message for ``idle`` s (checked every ``idle`` s): one
+    timer per connection instead of a timeout around every read, which costs more than the read."""
+
+    def __init__(self, session: Session, idle: float):
+        self.session = session
+        self.idle = idle
+        self.fired = False
+        self._seen = -1
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(idle, self._check)
+
+    def _check(self) -> None:
+        if self.session.bytes_in == self._seen:
+            self.fired = True
+            self.session.writer.write(wire.error(wire.ErrorCode.IDLE, "timed out: nothing received"))
+            self.session.writer.close()
+            return
+        self._seen = self.session.bytes_in
+        self._handle = self._loop.call_later(self.idle, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class TcpIngestServer:
@@ -93,7 +117,8 @@ class TcpIngestServer:
             self._refuse(writer, exc.code, str(exc))
         except asyncio.TimeoutError:
             log.warning("%s %s: timed out", session.camera_id if session else "client", peer)
-            self._refuse(writer, wire.ErrorCode.IDLE, "timed out")
+            if not writer.is_closing():
+                self._refuse(writer, wire.ErrorCode.IDLE, "timed out")
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as exc:
             if session:
                 log.info("camera %s (%s) disconnected: %s", session.camera_id, peer,
@@ -160,18 +185,28 @@ class TcpIngestServer:
         return session
 
     async def _stream(self, reader: asyncio.StreamReader, session: Session) -> None:
-        idle = self.limits.idle_timeout
+        watchdog = _IdleWatch(session, self.limits.idle_timeout)
+        try:
+            await self._read_frames(reader, session)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if watchdog.fired:
+                raise asyncio.TimeoutError from None
+            raise
+        finally:
+            watchdog.cancel()
+
+    async def _read_frames(self, reader: asyncio.StreamReader, session: Session) -> None:
         while True:
-            magic = await asyncio.wait_for(reader.readexactly(4), idle)
+            magic = await reader.readexactly(4)
             if magic == wire.FRAME_MAGIC:
-                rest = await asyncio.wait_for(reader.readexactly(bitstream.PREFIX_SIZE - 4), idle)
+                rest = await reader.readexactly(bitstream.PREFIX_SIZE - 4)
                 try:
                     size = wire.frame_size(magic + rest, self.limits.max_packet)
                 except wire.ProtocolError as exc:
                     log.warning("camera %s (%s): %s", session.camera_id, session.peer, exc)
                     self.ingest.reject(session.camera_id)
                     raise Refused(wire.ErrorCode.TOO_LARGE, str(exc)) from None
-                body = await asyncio.wait_for(reader.readexactly(size - bitstream.PREFIX_SIZE), idle)
+                body = await reader.readexactly(size - bitstream.PREFIX_SIZE)
                 try:
                     header, _new = self.ingest.accept(session.camera_id, session.hello.stream_id,
                                                       magic + rest + body, session.hello.model_id)
@@ -180,12 +215,14 @@ class TcpIngestServer:
                                 session.peer, exc)
                     raise Refused(wire.ErrorCode.BAD_PACKET, str(exc)) from None
                 session.frames += 1
+                session.bytes_in += size
                 self._schedule_ack(session, header.sequence)
             elif magic == wire.CTRL_MAGIC:
-                head = magic + await asyncio.wait_for(reader.readexactly(4), idle)
+                head = magic + await reader.readexactly(4)
                 try:
                     kind, length = wire.parse_control_header(head)
-                    payload = await asyncio.wait_for(reader.readexactly(length), idle)
+                    payload = await reader.readexactly(length)
+                    session.bytes_in += wire.CTRL_HEADER_SIZE + length
                     if kind == wire.MsgType.DROPPED:
                         self.ingest.edge_dropped(session.camera_id, wire.parse_u32(payload))
                     elif kind != wire.MsgType.PING:
