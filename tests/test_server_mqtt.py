@@ -59,6 +59,31 @@ def test_resent_frames_over_mqtt_are_stored_once(tmp_path, broker):
         assert server.ingest.counters["cam1"].duplicates == 2
 
 
+def test_frames_the_broker_lost_are_never_acknowledged_and_arrive_when_resent(tmp_path, broker):
+    state = str(tmp_path / "state")
+    with mqtt_server(tmp_path, broker, state_dir=state) as server:
+        link = open_link(link_config(broker.url))
+        link.connect()
+        for seq in range(5):
+            link.send_frame(seq, frame_packet(seq))
+        wait_ack(link, 4)
+    for seq in range(5, 10):  # no server subscribed: the broker drops these
+        link.send_frame(seq, frame_packet(seq))
+    with mqtt_server(tmp_path, broker, state_dir=state) as server:
+        link.send_frame(10, frame_packet(10))  # follows 9, which the server never saw
+        wait_until(lambda: server.ingest.counters.get("cam1") and server.ingest.counters["cam1"].gaps == 1,
+                   10, what="the gap to be noticed")
+        assert link.poll(0.5) == 4  # the acknowledgement does not move past the hole
+        link.close()
+        link = open_link(link_config(broker.url))  # the edge times out, reconnects, resends its spool
+        link.connect()
+        for seq in range(5, 12):
+            link.send_frame(seq, frame_packet(seq))
+        wait_ack(link, 11)
+        link.close()
+        assert [s for _, s in server.received] == list(range(5, 12))
+
+
 def test_frames_signed_with_a_wrong_secret_are_dropped_and_logged_once(tmp_path, broker, caplog):
     with mqtt_server(tmp_path, broker) as server:
         bad = open_link(link_config(broker.url, secret="not-the-right-secret-at-all"))

@@ -40,6 +40,7 @@ class ServerLimits:
 class IngestCounters:
     frames: int = 0
     duplicates: int = 0
+    gaps: int = 0  # chained frames refused because an earlier one went missing (MQTT)
     rejected: int = 0
     auth_failures: int = 0
     bytes: int = 0
@@ -72,18 +73,27 @@ class Watermarks:
             entry = self._marks.get(camera_id, {}).get(stream_id)
             return None if entry is None else entry[0]
 
-    def advance(self, camera_id: str, stream_id: bytes, sequence: int) -> bool:
-        """Record ``sequence`` as stored; False if it is at or below the watermark (a duplicate)."""
+    def advance(self, camera_id: str, stream_id: bytes, sequence: int, follows: Optional[int] = None,
+                chained: bool = False) -> str:
+        """Record ``sequence`` as stored unless it is a duplicate or would leave a hole.
+
+        Returns "new", "duplicate" (at or below the watermark) or "gap". A gap is only possible for
+        ``chained`` frames (MQTT), which name the frame sent before them (``follows``, None for the
+        first on a connection): storing one whose predecessor is newer than the watermark would
+        let its acknowledgement cover frames the broker lost.
+        """
         with self._lock:
             streams = self._marks.setdefault(camera_id, {})
             entry = streams.get(stream_id)
             if entry is not None and sequence <= entry[0]:
-                return False
+                return "duplicate"
+            if chained and follows is not None and (entry is None or follows > entry[0]):
+                return "gap"
             streams[stream_id] = (sequence, time.time())
             if len(streams) > STREAMS_KEPT:
                 del streams[min(streams, key=lambda s: streams[s][1])]
             self._dirty.add(camera_id)
-            return True
+            return "new"
 
     def flush(self, camera_id: Optional[str] = None) -> None:
         """Write changed watermarks (one camera, or all) so a restarted server still knows them."""
@@ -132,11 +142,12 @@ class Ingest:
         """Count a packet refused before it reached ``accept`` (bad framing, oversized)."""
         self._count(camera_id).rejected += 1
 
-    def accept(self, camera_id: str, stream_id: bytes, packet: bytes,
-               model_id: Optional[bytes] = None) -> tuple[Header, bool]:
-        """Verify one frame packet and store it unless it is a duplicate; return (header, is_new).
+    def accept(self, camera_id: str, stream_id: bytes, packet: bytes, model_id: Optional[bytes] = None,
+               follows: Optional[int] = None, chained: bool = False) -> tuple[Header, bool]:
+        """Verify one frame packet and store it unless it is a duplicate; return (header, stored).
 
-        Raises BitstreamError for anything that is not an intact frame packet of ``model_id``.
+        ``follows``/``chained``: see ``Watermarks.advance``. Raises BitstreamError for anything that
+        is not an intact frame packet of ``model_id``.
         """
         counters = self._count(camera_id)
         try:
@@ -148,8 +159,12 @@ class Ingest:
         except BitstreamError:
             counters.rejected += 1
             raise
-        if not self.watermarks.advance(camera_id, stream_id, header.sequence):
-            counters.duplicates += 1
+        verdict = self.watermarks.advance(camera_id, stream_id, header.sequence, follows, chained)
+        if verdict != "new":
+            if verdict == "duplicate":
+                counters.duplicates += 1
+            else:
+                counters.gaps += 1
             return header, False
         counters.frames += 1
         counters.bytes += len(packet)

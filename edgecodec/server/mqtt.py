@@ -82,22 +82,26 @@ class MqttIngest:
 
     def _frame(self, client, camera_id: str, secret: bytes, payload: bytes) -> None:
         try:
-            packet, stream_id, tag = mq.parse_frame_message(payload)
+            packet, stream_id, follows, tag = mq.parse_frame_message(payload)
         except BitstreamError as exc:
             log.warning("camera %s: rejected MQTT frame message: %s", camera_id, exc)
             self.ingest.reject(camera_id)
             return
-        if not auth.verify(auth.frame_tag(secret, camera_id, stream_id, packet), tag):
+        expected = auth.frame_tag(secret, camera_id, stream_id, mq.frame_tag_input(packet, follows))
+        if not auth.verify(expected, tag):
             self._refuse_once(camera_id, "wrong secret (frame tag does not verify)")
             return
         try:
-            self.ingest.accept(camera_id, stream_id, packet)
+            self.ingest.accept(camera_id, stream_id, packet, follows=follows, chained=True)
         except BitstreamError as exc:
             log.warning("camera %s: rejected frame packet: %s", camera_id, exc)
             return
+        # Acknowledge the watermark, not this frame: after a gap it stays put, the edge times out
+        # and resends from its oldest unacknowledged frame.
         last = self.ingest.watermarks.get(camera_id, stream_id)
-        client.publish(mq.topic(self.prefix, camera_id, "ack"),
-                       mq.ack_message(secret, camera_id, stream_id, last), qos=1)
+        if last is not None:
+            client.publish(mq.topic(self.prefix, camera_id, "ack"),
+                           mq.ack_message(secret, camera_id, stream_id, last), qos=1)
 
     def _refuse_once(self, camera_id: str, why: str) -> None:
         """Log a refusal once per camera and reason: a misconfigured camera sends 30 frames a second."""

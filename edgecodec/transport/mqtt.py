@@ -1,7 +1,10 @@
 """The brokered link: frame packets as MQTT messages (paho-mqtt), for fleets that outgrow one server.
 
 There is no session with the server, so each message carries its own proof: a frame is published
-as ``packet | stream id (8) | HMAC tag (32)`` and the server answers with an equally signed ack.
+as ``packet | stream id (8) | previous sequence (8) | HMAC tag (32)`` and the server answers with an
+equally signed ack. The previous sequence (the frame sent before this one on the same broker
+connection, all ones for the first) lets the server notice frames the broker dropped, for example
+while no server was subscribed, and refuse to acknowledge past them.
 Topics, under a prefix (default ``edgecodec``), for camera CAM:
 
     PREFIX/CAM/frame    edge -> server   frame messages (QoS 1)
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "edgecodec"
 TAG_SIZE = 32
 _ACK = struct.Struct("<8sQ")
+_FOLLOWS = struct.Struct("<Q")
 _DROPPED = struct.Struct("<8sI")
 
 
@@ -47,16 +51,26 @@ def topic(prefix: str, camera_id: str, kind: str) -> str:
     return f"{prefix}/{camera_id}/{kind}"
 
 
-def frame_message(secret: bytes, camera_id: str, stream_id: bytes, packet: bytes) -> bytes:
-    return packet + stream_id + auth.frame_tag(secret, camera_id, stream_id, packet)
+def frame_message(secret: bytes, camera_id: str, stream_id: bytes, packet: bytes,
+                  follows: Optional[int]) -> bytes:
+    prev = _FOLLOWS.pack(wire.NO_SEQUENCE if follows is None else follows)
+    tag = auth.frame_tag(secret, camera_id, stream_id, frame_tag_input(packet, follows))
+    return packet + stream_id + prev + tag
 
 
-def parse_frame_message(payload: bytes) -> tuple[bytes, bytes, bytes]:
-    """(packet, stream id, tag); BitstreamError if the payload is not one packet plus trailer."""
+def parse_frame_message(payload: bytes) -> tuple[bytes, bytes, Optional[int], bytes]:
+    """(packet, stream id, previous sequence, tag); BitstreamError unless one packet plus trailer."""
     size = bitstream.packet_size(payload[: bitstream.PREFIX_SIZE])
-    if len(payload) != size + wire.STREAM_ID_SIZE + TAG_SIZE:
+    if len(payload) != size + wire.STREAM_ID_SIZE + _FOLLOWS.size + TAG_SIZE:
         raise BitstreamError(f"frame message of {len(payload)} bytes does not hold one packet of {size}")
-    return payload[:size], payload[size : size + 8], payload[size + 8 :]
+    (prev,) = _FOLLOWS.unpack_from(payload, size + 8)
+    return (payload[:size], payload[size : size + 8], None if prev == wire.NO_SEQUENCE else prev,
+            payload[size + 16 :])
+
+
+def frame_tag_input(packet: bytes, follows: Optional[int]) -> bytes:
+    """What the frame tag covers besides camera and stream id."""
+    return packet + _FOLLOWS.pack(wire.NO_SEQUENCE if follows is None else follows)
 
 
 def ack_message(secret: bytes, camera_id: str, stream_id: bytes, sequence: int) -> bytes:
@@ -111,6 +125,7 @@ class MqttLink(Link):
         self._state = "idle"  # idle -> connecting -> subscribed | failed, down
         self._why = ""
         self._acked: Optional[int] = None
+        self._follows: Optional[int] = None  # last frame sent on this broker connection
 
     def _topic(self, kind: str) -> str:
         return topic(self.prefix, self.config.camera_id, kind)
@@ -127,7 +142,7 @@ class MqttLink(Link):
         client.max_queued_messages_set(256)
         client.connect_timeout = cfg.connect_timeout
         self._client = client
-        self._state, self._acked = "connecting", None
+        self._state, self._acked, self._follows = "connecting", None, None
         try:
             client.connect(self.host, self.port, keepalive=15)
         except (OSError, ValueError) as exc:
@@ -193,7 +208,8 @@ class MqttLink(Link):
 
     def send_frame(self, sequence: int, packet: bytes) -> None:
         cfg = self.config
-        self._publish("frame", frame_message(cfg.secret, cfg.camera_id, cfg.stream_id, packet))
+        self._publish("frame", frame_message(cfg.secret, cfg.camera_id, cfg.stream_id, packet, self._follows))
+        self._follows = sequence
 
     def send_dropped(self, count: int) -> None:
         cfg = self.config
