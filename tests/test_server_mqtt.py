@@ -69,6 +69,7 @@ def test_frames_the_broker_lost_are_never_acknowledged_and_arrive_when_resent(tm
         wait_ack(link, 4)
     for seq in range(5, 10):  # no server subscribed: the broker drops these
         link.send_frame(seq, frame_packet(seq))
+    time.sleep(1.0)  # let paho's thread hand them to the broker before a server subscribes again
     with mqtt_server(tmp_path, broker, state_dir=state) as server:
         link.send_frame(10, frame_packet(10))  # follows 9, which the server never saw
         wait_until(lambda: server.ingest.counters.get("cam1") and server.ingest.counters["cam1"].gaps == 1,

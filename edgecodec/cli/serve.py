@@ -21,8 +21,8 @@ def register(sub) -> None:
                     "them with per-camera secrets, store their compressed frames once each, and hand "
                     "them to recorders and live views. Protocol: docs/protocol.md. "
                     "Exit codes: 0 ok, 1 error, 2 usage.")
-    p.add_argument("--secrets", required=True, metavar="FILE",
-                   help='TOML file with a [cameras] table of camera_id = "secret" lines')
+    p.add_argument("--secrets", metavar="FILE",
+                   help='TOML file with a [cameras] table of camera_id = "secret" lines (required)')
     p.add_argument("--listen", default="0.0.0.0:7878", metavar="HOST:PORT",
                    help="TCP address to accept cameras on (port 0: any free port; default 0.0.0.0:7878)")
     p.add_argument("--no-listen", action="store_true", help="no TCP listener (MQTT only)")
@@ -76,6 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         print(auth.certificate_pin(args.tls_cert))
         return 0
+    if not args.secrets:
+        print("edgecodec serve: error: --secrets FILE is required", file=sys.stderr)
+        return 2
     if args.no_listen and not args.mqtt:
         print("edgecodec serve: error: --no-listen needs --mqtt", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@ self-delimiting and CRC-checked) and removed when the server acknowledges them. 
 limit the oldest segment is deleted and its frames are counted as dropped. Appending to a few
 large files instead of writing one file per frame spares SD cards. After a crash, a torn last
 packet is cut off at load; frames that were acknowledged but not yet deleted are sent again and
-the server recognises them as duplicates.
+the server recognises them as duplicates. Appends reach the operating system at once (a crash of
+the service loses nothing) but are synced to the medium only when a segment is closed, so a power
+cut can cost the last few seconds of an outage; syncing every frame would cost the card more.
 """
 from __future__ import annotations
 
@@ -147,8 +149,6 @@ class Spool:
                     continue
                 i = seg.start if sequence is None else max(seg.start, bisect.bisect_right(seg.seqs, sequence))
                 if i < len(seg.seqs):
-                    if self._writer is not None:
-                        self._writer.flush()
                     offset, length = seg.spans[i]
                     with open(seg.path, "rb") as f:
                         f.seek(offset)
@@ -177,6 +177,7 @@ class Spool:
                 self._segments.append(seg)
                 self._writer = open(seg.path, "ab")
             self._writer.write(packet)
+            self._writer.flush()  # to the OS now: a killed process must not lose buffered frames
             seg.seqs.append(sequence)
             seg.spans.append((seg.size, len(packet)))
             seg.size += len(packet)

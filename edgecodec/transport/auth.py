@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import pathlib
 import ssl
 import sys
@@ -20,6 +22,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 MIN_SECRET_LENGTH = 16
 
@@ -46,6 +50,8 @@ def load_secrets(path: str) -> dict[str, bytes]:
     """Read ``[cameras]`` ``camera_id = "secret"`` pairs from a TOML file."""
     try:
         with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_mode & 0o077:
+                log.warning("secrets file %s is readable by other users (chmod 600 it)", path)
             doc = tomllib.load(f)
     except OSError as exc:
         raise ConfigError(f"cannot read secrets file {path}: {exc.strerror}") from None
