@@ -141,6 +141,23 @@ class ServiceConfig:
                                  between(0, 86400), "S")
 
 
+BRIDGE_MODES = ("trigger", "all", "off")
+
+
+def _bridge_mode(value: str) -> Optional[str]:
+    return None if value in BRIDGE_MODES else f"must be one of {', '.join(BRIDGE_MODES)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeConfig:
+    port: str = opt("", "--bridge-port", "serial port or pyserial URL of the companion microcontroller "
+                    "(/dev/ttyAMA0, socket://HOST:PORT; empty = no bridge)", None, "PORT")
+    baudrate: int = opt(115200, "--bridge-baudrate", "serial line rate", between(300, 4_000_000), "BAUD")
+    mode: str = opt("trigger", "--bridge-mode", "'trigger': send a frame over serial when the MCU "
+                    "triggers; 'all': every encoded frame also over serial (newest wins); 'off'",
+                    _bridge_mode, "MODE")
+
+
 @dataclasses.dataclass(frozen=True)
 class EdgeConfig:
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
@@ -148,6 +165,7 @@ class EdgeConfig:
     link: ConnectionConfig = dataclasses.field(default_factory=ConnectionConfig)
     spool: SpoolConfig = dataclasses.field(default_factory=SpoolConfig)
     service: ServiceConfig = dataclasses.field(default_factory=ServiceConfig)
+    bridge: BridgeConfig = dataclasses.field(default_factory=BridgeConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(EdgeConfig)}

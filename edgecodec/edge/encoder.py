@@ -47,7 +47,8 @@ class EncodeStage(Stage):
                 if self.stopping:
                     return  # the slot is empty: everything captured was handled
                 continue
-            quality = self.rate.choose(time.monotonic())
+            rate = self.rate  # read once: the bridge may replace it between frames
+            quality = rate.choose(time.monotonic())
             if quality is None:
                 self.skipped += 1
                 continue
@@ -56,7 +57,7 @@ class EncodeStage(Stage):
                                        timestamp_us=frame.timestamp_us)
             ms = (time.perf_counter() - t0) * 1000
             self.encode_ms = ms if not self.encoded else self.encode_ms + 0.1 * (ms - self.encode_ms)
-            self.rate.observe(quality, len(packet), time.monotonic())
+            rate.observe(quality, len(packet), time.monotonic())
             self.encoded += 1
             self.bytes += len(packet)
             item = Encoded(frame.sequence, frame.timestamp_us, quality, packet)

@@ -14,6 +14,7 @@ import time
 from typing import Optional
 
 from edgecodec import transport
+from edgecodec.edge import bridge
 from edgecodec.edge import config as edge_config
 from edgecodec.edge.capture import CaptureStage
 from edgecodec.edge.config import EdgeConfig
@@ -42,6 +43,7 @@ class EdgePipeline:
         self.sender: Optional[SendStage] = None
         self.spool: Optional[Spool] = None
         self.stream: Optional[StreamState] = None
+        self.bridge = None  # a BridgeStage when [bridge] is configured
         self.started_at = 0.0
 
     def start(self) -> None:
@@ -80,6 +82,9 @@ class EdgePipeline:
                                                 cfg.camera.fps, cfg.camera.loop),
                                     slot, self.stream.next, retry_max=cfg.link.retry_max)
         self.encoder = EncodeStage(codec, slot, outbox, rate)
+        if bridge.enabled(cfg.bridge):  # the MCU: triggers, quality commands, frames over serial
+            self.bridge = bridge.BridgeStage(cfg.bridge, self.encoder, codec.qualities, cfg.camera.fps)
+            self.encoder.outbox = bridge.TapQueue(outbox, self.bridge)
         self.sender = SendStage(
             outbox, lambda: transport.open_link(link_config), self.spool,
             lost_total=lambda: self.capture.dropped + self.encoder.skipped,
@@ -87,8 +92,9 @@ class EdgePipeline:
                               drain_timeout=cfg.service.drain_timeout))
         self._slot = slot
         self.started_at = time.monotonic()
-        for stage in (self.sender, self.encoder, self.capture):
-            stage.start()
+        for stage in (self.bridge, self.sender, self.encoder, self.capture):
+            if stage is not None:
+                stage.start()
         log.info("camera %s streaming to %s (stream %s, state in %s)", cfg.camera.id, cfg.link.server,
                  self.stream.stream_id.hex(), self.state_dir)
 
@@ -105,11 +111,15 @@ class EdgePipeline:
         self.sender.stop()
         if not self.sender.join(self.config.service.drain_timeout + 5.0):
             log.warning("sender did not finish in time")
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge.join(2.0)
+            self.bridge.close()
         self.stream.close()
 
     @property
     def stages(self):
-        return (self.capture, self.encoder, self.sender)
+        return (self.capture, self.encoder, self.sender) + ((self.bridge,) if self.bridge is not None else ())
 
     def done(self) -> bool:
         """True once a stage has ended on its own: the video file ended, or a stage failed."""
@@ -149,4 +159,5 @@ class EdgePipeline:
             "spool_dropped": self.spool.dropped,
             "connected": s.connected,
             "connects": s.connects,
+            **(self.bridge.figures() if self.bridge is not None else {}),
         }

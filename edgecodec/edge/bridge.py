@@ -1,0 +1,143 @@
+"""The companion microcontroller as a pipeline stage: triggers, quality commands, frames over serial.
+
+The stage owns one ``firmware_bridge.Link``. The encoder hands it every encoded frame (``offer``);
+a TRIGGER from the MCU sends the newest one, or with ``mode = "all"`` every frame is sent. One
+frame is in flight at a time and one waits, the newest: a slow serial line never builds a backlog.
+SET_QUALITY replaces the encoder's rate control (a fixed quality, or a target bitrate).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+from firmware_bridge import BridgeError, FrameRejected, Link, SetQuality, Trigger
+
+from edgecodec.edge.config import BridgeConfig
+from edgecodec.edge.encoder import Encoded, EncodeStage
+from edgecodec.edge.ratecontrol import FixedQuality, RateController
+from edgecodec.edge.stage import Stage
+from edgecodec.errors import ConfigError
+from edgecodec.latest import LatestSlot
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 30.0  # seconds one frame may take on the serial line before it is given up
+
+
+def enabled(config: BridgeConfig) -> bool:
+    return bool(config.port) and config.mode != "off"
+
+
+class BridgeStage(Stage):
+    """Serial link to the MCU; ``port`` may be an open serial-like object in place of ``config.port``."""
+
+    name = "bridge"
+
+    def __init__(self, config: BridgeConfig, encoder: EncodeStage, qualities: Sequence[int], fps: float,
+                 port: Any = None, send_timeout: float = SEND_TIMEOUT):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.qualities = sorted(qualities)
+        self.fps = fps
+        self.send_timeout = send_timeout
+        self.sent = 0          # frames the MCU holds bit-exact
+        self.failed = 0        # frames given up (deadline, retries, rejected)
+        self.triggers = 0
+        self.no_frame = 0      # triggers that came before any frame was encoded
+        self.quality_commands = 0
+        self._latest: Optional[Encoded] = None
+        self._outbox: LatestSlot[Encoded] = LatestSlot()
+        try:
+            # Opened here, before any stage starts, so a bad port fails the start cleanly.
+            self.link = Link(port if port is not None else config.port, config.baudrate, name="edgecodec",
+                             on_trigger=self._on_trigger, on_set_quality=self._on_set_quality)
+        except BridgeError as exc:
+            raise ConfigError(f"[bridge] port = {config.port!r}: {exc}") from None
+
+    @property
+    def dropped(self) -> int:
+        """Frames replaced by a newer one while the link was busy."""
+        return self._outbox.replaced
+
+    def offer(self, item: Encoded) -> None:
+        """Called by the encoder for every frame; never blocks."""
+        self._latest = item
+        if self.config.mode == "all":
+            self._outbox.put(item)
+
+    def _on_trigger(self, trigger: Trigger) -> None:
+        self.triggers += 1
+        item = self._latest
+        if item is None:
+            self.no_frame += 1
+            log.warning("trigger from the MCU before any frame was encoded")
+            return
+        self._outbox.put(item)
+
+    def _on_set_quality(self, msg: SetQuality) -> None:
+        """Quality 0 leaves the quality as it is (the protocol's rule); target_bps 0 means a fixed quality."""
+        self.quality_commands += 1
+        quality = msg.quality or None
+        if quality is not None and quality not in self.qualities:
+            log.warning("MCU asked for quality %d; this model has %d..%d", quality, self.qualities[0],
+                        self.qualities[-1])
+            return
+        if msg.target_bps:
+            current = quality or (self._latest.quality if self._latest is not None else None)
+            rate = RateController(msg.target_bps / 1000, self.qualities, self.fps, start_quality=current)
+        elif quality is not None:
+            rate = FixedQuality(quality)
+        else:
+            return
+        self.encoder.rate = rate  # the encoder reads it once per frame
+        log.info("MCU set quality=%s target_bps=%d", quality if quality is not None else "unchanged",
+                 msg.target_bps)
+
+    def run(self) -> None:
+        while True:
+            item = self._outbox.get(timeout=0.2)
+            self.beat()
+            if item is None:
+                if self.stopping:
+                    return
+                continue
+            try:
+                ok = self.link.send_frame(item.packet, timeout=self.send_timeout)
+            except FrameRejected as exc:
+                log.warning("MCU rejected frame %d: %s", item.sequence, exc)
+                ok = False
+            if ok:
+                self.sent += 1
+            else:
+                self.failed += 1
+                self.link.drop_pending()  # a newer frame matters more than resuming this one
+            if self.stopping:
+                return
+
+    def stop(self) -> None:
+        super().stop()
+        self._outbox.close()
+
+    def close(self) -> None:
+        self.link.close()
+
+    def figures(self) -> dict:
+        return {"serial_sent": self.sent, "serial_failed": self.failed, "serial_dropped": self.dropped,
+                "serial_triggers": self.triggers, "serial_quality_commands": self.quality_commands,
+                "serial_peer_alive": self.link.peer_alive}
+
+
+class TapQueue:
+    """The encoder's outbox, with every frame also offered to the bridge."""
+
+    def __init__(self, outbox, bridge: BridgeStage):
+        self._outbox = outbox
+        self._bridge = bridge
+        self._last: Optional[Encoded] = None
+
+    def put(self, item: Encoded, block: bool = True, timeout: Optional[float] = None) -> None:
+        if item is not self._last:  # the encoder retries put() while the sender is busy
+            self._last = item
+            self._bridge.offer(item)
+        self._outbox.put(item, block, timeout)
