@@ -131,3 +131,29 @@ def test_wrong_secret_is_refused_and_frames_wait_in_the_spool(tmp_path):
     assert "authentication failed" in (tmp_path / "edge.log").read_text()
     f = edge_figures(tmp_path)
     assert f["spool_frames"] == f["captured"] > 0
+
+
+def test_frames_spooled_by_an_edge_that_was_killed_are_delivered_by_the_next_run(tmp_path):
+    port = free_port()
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}")  # no server: everything spools
+    server = None
+    try:
+        wait_until(lambda: len(list((tmp_path / "edge-state" / "spool").glob("*.spool"))) > 0, 60,
+                   what="a spool segment")
+        time.sleep(3)
+        edge.send_signal(signal.SIGKILL)  # power-cut style: no drain, no state written
+        edge.wait(10)
+        server = start_server_process(tmp_path, port)
+        edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}", name="edge2")
+        wait_until(lambda: len(logged_sequences(tmp_path)) >= 45, 60, what="old spool and new frames")
+        assert stop_process(edge) == 0
+    finally:
+        stop_process(edge)
+        if server is not None:
+            stop_process(server)
+    seqs = logged_sequences(tmp_path)
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+    first_run = [s for s in seqs if s < 1024]
+    assert len(first_run) >= 20 and first_run == list(range(len(first_run)))
+    # The crashed run had reserved numbers up to 1024: the next run continues above them, no repeats.
+    assert all(s >= 1024 for s in seqs[len(first_run):])
