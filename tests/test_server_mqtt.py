@@ -6,7 +6,7 @@ import time
 import pytest
 
 from edgecodec.transport import LinkError, open_link
-from tests.stream_support import (SECRET, Mosquitto, ServerThread, frame_packet, link_config,
+from tests.stream_support import (Mosquitto, ServerThread, frame_packet, link_config,
                                   mosquitto_path, wait_until)
 
 pytestmark = [

@@ -10,14 +10,12 @@ import argparse
 import json
 import os
 import pathlib
-import resource
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Optional
 
 from edgecodec.errors import EdgecodecError
 
