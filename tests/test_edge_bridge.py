@@ -36,9 +36,9 @@ def edge_config(tmp_path, *flags):
 
 
 @contextlib.contextmanager
-def edge_with_device(tmp_path, codec, *flags):
+def edge_with_device(tmp_path, codec, *flags, baud=None):
     """A running pipeline whose [bridge] port is a pty, the simulated MCU on the other end."""
-    relay = PtyRelay()
+    relay = PtyRelay(baudrate=baud)
     device = DeviceSimulator("test-mcu")
     pipe = None
     try:
@@ -79,6 +79,17 @@ def test_set_quality_from_the_mcu_changes_the_quality_of_later_frames(tmp_path, 
     assert figures["serial_quality_commands"] == 1
 
 
+def test_a_serial_line_slower_than_the_encoder_keeps_only_the_newest_frame_waiting(tmp_path, codec):
+    # About 130 wire bytes a frame at 4800 baud: some 3 frames/s get through, the camera makes 10.
+    with edge_with_device(tmp_path, codec, "--bridge-mode", "all", baud=4800) as (pipe, device):
+        wait_until(lambda: pipe.bridge.dropped >= 3 and pipe.bridge.sent >= 2, 15, what="frames dropped")
+        f = pipe.figures()
+    assert f["serial_failed"] == 0
+    assert f["encoded"] - (f["serial_sent"] + f["serial_dropped"]) <= 2  # one in flight, one waiting
+    seqs = [bitstream.unpack(p)[0].sequence for p in device.frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
 def test_set_quality_outside_the_model_range_is_ignored(tmp_path, codec):
     with edge_with_device(tmp_path, codec) as (pipe, device):
         rate = pipe.encoder.rate
@@ -103,3 +114,23 @@ def test_a_bad_bridge_mode_or_baudrate_is_a_config_error(tmp_path):
 def test_without_a_bridge_port_the_pipeline_has_no_bridge(tmp_path):
     assert edge_config(tmp_path).bridge.port == ""
     assert EdgePipeline(edge_config(tmp_path)).bridge is None
+
+
+def test_check_config_reports_a_bridge_port_that_cannot_be_opened(tmp_path, capsys):
+    from edgecodec.cli import main
+
+    flags = ["--secret", SECRET, "--spool-dir", str(tmp_path), "--bridge-port", str(tmp_path / "no-such-tty")]
+    assert main(["edge", *flags, "--check-config"]) == 1
+    assert "[bridge] port = " in capsys.readouterr().err
+
+
+def test_check_config_accepts_a_bridge_port_that_opens(tmp_path, capsys):
+    from edgecodec.cli import main
+
+    relay = PtyRelay()
+    try:
+        flags = ["--secret", SECRET, "--spool-dir", str(tmp_path), "--bridge-port", relay.port_a]
+        assert main(["edge", *flags, "--check-config"]) == 0
+    finally:
+        relay.close()
+    assert "configuration OK" in capsys.readouterr().out

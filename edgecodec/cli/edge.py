@@ -58,7 +58,23 @@ def check_config(config: edge_config.EdgeConfig) -> list[str]:
                             f"{bundle.qualities[0]}..{bundle.qualities[-1]}")
     except EdgecodecError as exc:
         problems.append(f"model: {exc}")
+    problems += _check_bridge_port(config)
     return problems
+
+
+def _check_bridge_port(config: edge_config.EdgeConfig) -> list[str]:
+    """Open and close the MCU's serial port, so a wrong name is found before the service starts."""
+    from edgecodec.edge.bridge import enabled
+
+    if not enabled(config.bridge):
+        return []
+    from firmware_bridge import PortError, open_port
+
+    try:
+        open_port(config.bridge.port, config.bridge.baudrate).close()
+    except PortError as exc:
+        return [f"[bridge] port = {config.bridge.port!r}: {exc}"]
+    return []
 
 
 def cmd_edge(args: argparse.Namespace) -> int:

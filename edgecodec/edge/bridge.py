@@ -103,7 +103,9 @@ class BridgeStage(Stage):
                     return
                 continue
             try:
-                ok = self.link.send_frame(item.packet, timeout=self.send_timeout)
+                # Each acknowledged chunk is progress: a long transfer on a slow line is no stall.
+                ok = self.link.send_frame(item.packet, timeout=self.send_timeout,
+                                          progress=lambda done, total: self.beat())
             except FrameRejected as exc:
                 log.warning("MCU rejected frame %d: %s", item.sequence, exc)
                 ok = False
