@@ -42,6 +42,10 @@ def register(sub) -> None:
     p.add_argument("--idle-timeout", type=float, default=limits.idle_timeout, metavar="S",
                    help=f"close a connection silent this long (default {limits.idle_timeout:g})")
     p.add_argument("--record", metavar="DIR", help="record every camera's frames into DIR (edgecodec.recording)")
+    p.add_argument("--record-rotate-mb", type=float, default=512, metavar="MB",
+                   help="with --record: start a camera's next file past this size (default 512)")
+    p.add_argument("--record-rotate-minutes", type=float, default=60, metavar="MIN",
+                   help="with --record: start a camera's next file after this long (default 60)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve the live view here (edgecodec.web)")
     p.add_argument("--model", metavar="DIR", help="model folder for decoding consumers (default: bundled)")
     p.add_argument("--decode-threads", type=int, default=1, metavar="N",
@@ -91,6 +95,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         frame_log=args.frame_log, probe=args.probe, probe_reference=args.probe_reference,
         probe_warmup_s=args.probe_warmup, probe_cameras=args.probe_camera,
         model=args.model, decode_threads=args.decode_threads, record=args.record, http=args.http,
+        record_rotate_bytes=int(args.record_rotate_mb * (1 << 20)),
+        record_rotate_seconds=args.record_rotate_minutes * 60,
         port_file=args.port_file, status_interval=args.status_interval)
     server = EdgeServer(config)
     figures = asyncio.run(_serve(server, args.duration))

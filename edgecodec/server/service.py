@@ -41,6 +41,8 @@ class ServerConfig:
     model: Optional[str] = None
     decode_threads: int = 1
     record: Optional[str] = None
+    record_rotate_bytes: int = 512 << 20
+    record_rotate_seconds: float = 3600.0
     http: Optional[str] = None
     port_file: Optional[str] = None
     status_interval: float = 60.0  # seconds between per-camera status lines; 0 = never
@@ -71,7 +73,8 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
             from edgecodec import recording
         except ImportError:
             raise ConfigError("--record needs edgecodec.recording, which this build does not have") from None
-        attached.append(recording.attach(hub, config.record))
+        attached.append(recording.attach(hub, config.record, rotate_bytes=config.record_rotate_bytes,
+                                         rotate_seconds=config.record_rotate_seconds))
     if config.http:
         try:
             from edgecodec import web
