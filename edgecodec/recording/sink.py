@@ -60,7 +60,8 @@ class RecordingSink:
 
     def close(self) -> None:
         self.hub.unsubscribe(self.on_frame)
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
         if self._syncer is not None:
             self._syncer.join(timeout=10)
         with self._lock:
@@ -70,6 +71,8 @@ class RecordingSink:
 
     def on_frame(self, camera_id: str, header: Header, packet: bytes) -> None:
         with self._lock:
+            if self._stop.is_set():  # a publish that raced with close(): the files are sealed
+                return
             try:
                 writer = self._writer_for(camera_id, RECORD_HEADER_SIZE + len(packet))
                 writer.append(packet, header)
