@@ -81,16 +81,36 @@ def select_frames(recordings: list[pathlib.Path], start: Optional[str] = None,
     for path in recordings:
         try:
             with RecordingReader(path) as reader:
-                # The ordinal (position among the file's frames) names PNGs stably, so scan the whole file.
-                scan = reader.scan()
+                scan = reader.scan(start_us, end_us)  # seeks through the index when there is a range
+                numbers = frame_numbers(reader)
+                if numbers is None:
+                    everything = scan.frames if start_us is None and end_us is None else reader.scan().frames
+                    numbers = {f.offset: n for n, f in enumerate(everything)}
         except RecordingError as exc:
             selection.unreadable.append((path, str(exc)))
             continue
         selection.damage.extend((path, d) for d in scan.damage)
-        for ordinal, frame in enumerate(scan.frames):
-            if (start_us is None or frame.timestamp_us >= start_us) and (end_us is None or frame.timestamp_us <= end_us):
-                selection.frames.append((path, ordinal, frame))
+        selection.frames.extend((path, numbers[f.offset], f) for f in scan.frames)
     return selection
+
+
+def frame_numbers(reader: RecordingReader) -> Optional[dict[int, int]]:
+    """Each frame's position in its file, by record offset, read from the index; None without one.
+
+    Positions count frames as written, damaged ones included, so a PNG's name does not depend on the
+    time range exported or on damage elsewhere in the file.
+    """
+    found = reader.index()
+    if found is None:
+        return None
+    entries, tail = found
+    numbers = {e.offset: n for n, e in enumerate(entries)}
+    n = len(entries)
+    for kind, item in reader.records(tail):
+        if kind == "frame":
+            numbers[item.offset] = n
+            n += 1
+    return numbers
 
 
 def _first_timestamp(recordings) -> int:
