@@ -21,8 +21,8 @@ def register(sub) -> None:
         "edge", help="stream a camera to a server (the edge service)",
         description="Capture frames, encode them with the int8 encoder and stream them to an edgecodec "
                     "server, spooling to disk while it is unreachable. Options come from --config "
-                    "(TOML, sections [camera] [encode] [link] [spool] [service] [bridge]); flags override it. "
-                    "Exit codes: 0 ok, 1 error, 2 usage.")
+                    "(TOML, sections [camera] [encode] [link] [spool] [service] [bridge]); flags "
+                    "override it. Exit codes: 0 ok, 1 error, 2 usage.")
     p.add_argument("-c", "--config", metavar="FILE", help="TOML configuration file")
     p.add_argument("--check-config", action="store_true",
                    help="validate the configuration (and the secret, spool folder and model), print it, exit")
