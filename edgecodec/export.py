@@ -189,11 +189,14 @@ def export(recordings: list[str], output: str, *, start: Optional[str] = None, e
     check_model(selection, Codec.load(model_dir).model_id)
     out = pathlib.Path(output)
     video = out.suffix.lower() in VIDEO_SUFFIXES
+    folder = out.parent if video else out
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgecodecError(f"cannot create the output folder {folder}: {exc.strerror}") from None
     if video:
-        out.parent.mkdir(parents=True, exist_ok=True)
         tasks = [DecodeTask(str(p), f.offset) for p, _, f in selection.frames]
     else:
-        out.mkdir(parents=True, exist_ok=True)
         tasks = [DecodeTask(str(p), f.offset, str(out / f"{p.stem}_{n:06d}.png")) for p, n, f in selection.frames]
     report = ExportReport(str(out), BatchSummary(), selected=len(tasks),
                           damage=[(str(p), d) for p, d in selection.damage],

@@ -137,6 +137,14 @@ def test_non_recordings_fail_with_a_message_not_a_traceback(tmp_path, content):
         assert "junk.ecr" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_output_that_is_a_file_is_a_clear_error(recording, tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("x")
+    result = run_cli("export", recording, "-o", taken)
+    assert result.returncode == 1 and "cannot create the output folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_usage_errors_exit_2(recording, tmp_path):
     assert run_cli("export", recording).returncode == 2  # no -o
     assert run_cli("export", recording, "-o", tmp_path / "x", "-j", "0").returncode == 2
