@@ -134,3 +134,36 @@ def test_check_config_accepts_a_bridge_port_that_opens(tmp_path, capsys):
     finally:
         relay.close()
     assert "configuration OK" in capsys.readouterr().out
+
+
+def test_with_server_none_frames_leave_over_serial_only(tmp_path, codec):
+    relay = PtyRelay()
+    device = DeviceSimulator("test-mcu")
+    pipe = None
+    try:
+        device.attach(relay.port_b)
+        parser = argparse.ArgumentParser()
+        cfg.add_arguments(parser)
+        args = parser.parse_args(["--camera-id", "cam1", "--server", "none", "--spool-dir", str(tmp_path / "e"),
+                                  "--width", "64", "--height", "48", "--fps", "10", "--quality", "1",
+                                  "--bridge-port", relay.port_a, "--bridge-mode", "all"])
+        pipe = EdgePipeline(cfg.load(None, args), codec=codec)
+        pipe.start()
+        assert pipe.sender is None
+        wait_until(lambda: device.frame_count >= 2, 15, what="frames over serial")
+        figures = pipe.figures()
+    finally:
+        if pipe is not None:
+            pipe.stop()
+        device.close()
+        relay.close()
+    assert figures["sent"] == 0 and figures["serial_sent"] >= 1
+    assert codec.decode(device.frames[0]).shape[:2] == (48, 64)
+
+
+def test_server_none_without_a_serial_bridge_in_all_mode_is_a_config_error(tmp_path):
+    parser = argparse.ArgumentParser()
+    cfg.add_arguments(parser)
+    args = parser.parse_args(["--camera-id", "cam1", "--server", "none", "--spool-dir", str(tmp_path / "e")])
+    with pytest.raises(ConfigError, match="serial bridge only"):
+        cfg.load(None, args)

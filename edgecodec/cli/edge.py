@@ -38,7 +38,8 @@ def check_config(config: edge_config.EdgeConfig) -> list[str]:
     """Deeper checks than parsing: the things the service will need at start."""
     problems = []
     try:
-        edge_config.secret(config)
+        if edge_config.network_enabled(config):
+            edge_config.secret(config)
     except EdgecodecError as exc:
         problems.append(str(exc))
     folder = edge_config.spool_dir(config)

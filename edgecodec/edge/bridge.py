@@ -131,7 +131,7 @@ class BridgeStage(Stage):
 
 
 class TapQueue:
-    """The encoder's outbox, with every frame also offered to the bridge."""
+    """The encoder's outbox, with every frame also offered to the bridge (only to it when outbox is None)."""
 
     def __init__(self, outbox, bridge: BridgeStage):
         self._outbox = outbox
@@ -142,4 +142,5 @@ class TapQueue:
         if item is not self._last:  # the encoder retries put() while the sender is busy
             self._last = item
             self._bridge.offer(item)
-        self._outbox.put(item, block, timeout)
+        if self._outbox is not None:
+            self._outbox.put(item, block, timeout)

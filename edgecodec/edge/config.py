@@ -48,6 +48,8 @@ def _camera_id(value: str) -> Optional[str]:
 def _server_url(value: str) -> Optional[str]:
     from edgecodec.transport.base import parse_url
 
+    if value == NO_SERVER:
+        return None
     try:
         parse_url(value)
     except EdgecodecError as exc:
@@ -108,7 +110,8 @@ class EncodeConfig:
 @dataclasses.dataclass(frozen=True)
 class ConnectionConfig:
     server: str = opt("tcp://127.0.0.1:7878", "--server", "where to send frames: tcp://HOST:PORT, "
-                      "tls://HOST:PORT, mqtt://HOST:PORT[/PREFIX] or mqtts://...", _server_url, "URL")
+                      "tls://HOST:PORT, mqtt://HOST:PORT[/PREFIX], mqtts://..., or 'none' (serial bridge only)",
+                      _server_url, "URL")
     secret_file: str = opt("", "--secret-file", "file holding this camera's secret", None, "PATH")
     secret: str = opt("", "--secret", "the secret itself (prefer --secret-file: flags are visible "
                       "to other users)", None, "TEXT")
@@ -279,9 +282,21 @@ def load(path: Optional[str] = None, args: Optional[argparse.Namespace] = None) 
     return config
 
 
+NO_SERVER = "none"  # [link] server = "none": frames leave over the serial bridge only
+
+
+def network_enabled(config: EdgeConfig) -> bool:
+    return config.link.server != NO_SERVER
+
+
 def _cross_checks(config: EdgeConfig) -> list[str]:
     errors = []
     link = config.link
+    if not network_enabled(config):
+        if not config.bridge.port or config.bridge.mode != "all":
+            errors.append('[link] server = "none" sends frames over the serial bridge only: it needs '
+                          '[bridge] port and mode = "all"')
+        return errors
     if not link.secret and not link.secret_file:
         errors.append("[link] needs secret_file (or secret): the server only accepts cameras that "
                       "prove their secret")

@@ -61,7 +61,8 @@ class EdgePipeline:
         else:
             raise ConfigError(f"[encode] quality = {cfg.encode.quality}: this model has qualities "
                               f"{codec.qualities[0]}..{codec.qualities[-1]}")
-        secret = edge_config.secret(cfg)
+        network = edge_config.network_enabled(cfg)
+        secret = edge_config.secret(cfg) if network else b""
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -69,12 +70,13 @@ class EdgePipeline:
         self.spool = Spool(self.state_dir / "spool", int(cfg.spool.max_mb * 1e6)).open()
         last = self.spool.last_sequence()
         self.stream = StreamState(self.state_dir / "stream.json", None if last is None else last + 1)
-        link_config = transport.LinkConfig(
-            url=cfg.link.server, camera_id=cfg.camera.id, secret=secret, model_id=codec.model_id,
-            stream_id=self.stream.stream_id, tls_pin=cfg.link.tls_pin or None,
-            tls_ca=cfg.link.tls_ca or None, connect_timeout=cfg.link.connect_timeout,
-            io_timeout=cfg.link.ack_timeout)
-        transport.open_link(link_config)  # fail now on a bad URL, not in the sender thread
+        if network:
+            link_config = transport.LinkConfig(
+                url=cfg.link.server, camera_id=cfg.camera.id, secret=secret, model_id=codec.model_id,
+                stream_id=self.stream.stream_id, tls_pin=cfg.link.tls_pin or None,
+                tls_ca=cfg.link.tls_ca or None, connect_timeout=cfg.link.connect_timeout,
+                io_timeout=cfg.link.ack_timeout)
+            transport.open_link(link_config)  # fail now on a bad URL, not in the sender thread
 
         slot: LatestSlot = LatestSlot()
         outbox: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
@@ -84,12 +86,13 @@ class EdgePipeline:
         self.encoder = EncodeStage(codec, slot, outbox, rate)
         if bridge.enabled(cfg.bridge):  # the MCU: triggers, quality commands, frames over serial
             self.bridge = bridge.BridgeStage(cfg.bridge, self.encoder, codec.qualities, cfg.camera.fps)
-            self.encoder.outbox = bridge.TapQueue(outbox, self.bridge)
-        self.sender = SendStage(
-            outbox, lambda: transport.open_link(link_config), self.spool,
-            lost_total=lambda: self.capture.dropped + self.encoder.skipped,
-            policy=SendPolicy(ack_timeout=cfg.link.ack_timeout, retry_max=cfg.link.retry_max,
-                              drain_timeout=cfg.service.drain_timeout))
+            self.encoder.outbox = bridge.TapQueue(outbox if network else None, self.bridge)
+        if network:
+            self.sender = SendStage(
+                outbox, lambda: transport.open_link(link_config), self.spool,
+                lost_total=lambda: self.capture.dropped + self.encoder.skipped,
+                policy=SendPolicy(ack_timeout=cfg.link.ack_timeout, retry_max=cfg.link.retry_max,
+                                  drain_timeout=cfg.service.drain_timeout))
         self._slot = slot
         self.started_at = time.monotonic()
         for stage in (self.bridge, self.sender, self.encoder, self.capture):
@@ -108,9 +111,10 @@ class EdgePipeline:
         self.encoder.stop()
         if not self.encoder.join(5.0):
             log.warning("encoder did not finish in time")
-        self.sender.stop()
-        if not self.sender.join(self.config.service.drain_timeout + 5.0):
-            log.warning("sender did not finish in time")
+        if self.sender is not None:
+            self.sender.stop()
+            if not self.sender.join(self.config.service.drain_timeout + 5.0):
+                log.warning("sender did not finish in time")
         if self.bridge is not None:
             self.bridge.stop()
             self.bridge.join(2.0)
@@ -119,7 +123,7 @@ class EdgePipeline:
 
     @property
     def stages(self):
-        return (self.capture, self.encoder, self.sender) + ((self.bridge,) if self.bridge is not None else ())
+        return tuple(s for s in (self.capture, self.encoder, self.sender, self.bridge) if s is not None)
 
     def done(self) -> bool:
         """True once a stage has ended on its own: the video file ended, or a stage failed."""
@@ -152,12 +156,12 @@ class EdgePipeline:
             "encode_ms": round(e.encode_ms, 1),
             "fps": round(e.encoded / elapsed, 2),
             "kbps": round(e.bytes * 8 / 1000 / elapsed, 1),
-            "sent": s.sent,
-            "acked": s.acked,
-            "spooled": s.spooled,
+            "sent": s.sent if s else 0,
+            "acked": s.acked if s else 0,
+            "spooled": s.spooled if s else 0,
             "spool_frames": len(self.spool),
             "spool_dropped": self.spool.dropped,
-            "connected": s.connected,
-            "connects": s.connects,
+            "connected": s.connected if s else False,
+            "connects": s.connects if s else 0,
             **(self.bridge.figures() if self.bridge is not None else {}),
         }
