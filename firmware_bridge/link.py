@@ -148,6 +148,10 @@ class Link:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=2.0)
+        self._drop_port()
+
+    def _drop_port(self) -> None:
+        """Forget the port; close it when this link opened it (a caller's object stays the caller's)."""
         port, self._port = self._port, None
         if port is not None and self.url is not None:
             try:
@@ -462,12 +466,7 @@ class Link:
         self._counters["port_errors"] += 1
         again = self.url is not None and self.reconnect
         log.warning("serial port %s failed (%s)%s", self.url or self._port, exc, "; reopening" if again else "")
-        port, self._port = self._port, None
-        if port is not None and self.url is not None:
-            try:
-                port.close()
-            except Exception:  # noqa: BLE001 - closing a broken port must not fail
-                pass
+        self._drop_port()
         self._next_reopen = time.monotonic() + 0.2
 
     def _try_reopen(self) -> None:
