@@ -209,3 +209,21 @@ def test_hyper_kernel_that_disagrees_with_its_weights_is_refused():
     off_by_one = [good[0], lambda a: np.asarray(good[1](a)) + (np.arange(a.shape[1]) == 3)[None, :, None], good[2]]
     with pytest.raises(ModelError, match="kernel 1"):
         HyperSynthesis(arrays, off_by_one)
+
+
+# Ops of TFLite's builtin set that are also on the Coral Edge TPU's supported-op list
+# (coral.ai/docs/edgetpu/models-intro, "Supported operations").
+EDGE_TPU_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE", "SPACE_TO_DEPTH", "RELU", "RELU6", "ADD", "SUB",
+                "MUL", "CONCATENATION", "RESHAPE"}
+
+
+def test_int8_encoders_use_only_edge_tpu_ops_with_int8_tensors():
+    from edgecodec.models.interpreter import _Interpreter
+
+    bundle = ModelBundle.load()
+    for q in bundle.manifest["qualities"]:
+        interp = _Interpreter(model_path=str(bundle.dir / q["encoder"]), num_threads=1)
+        ops = {op["op_name"] for op in interp._get_ops_details()}
+        assert ops <= EDGE_TPU_OPS, f"{q['encoder']}: {sorted(ops - EDGE_TPU_OPS)}"
+        assert interp.get_input_details()[0]["dtype"] == np.uint8
+        assert all(o["dtype"] == np.int8 for o in interp.get_output_details())

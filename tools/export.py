@@ -7,6 +7,8 @@ Writes, per the model contract in ``docs/models.md``:
 * ``encoder_q{K}.tflite``: full-integer int8 encoders (uint8 RGB in, int8 latents y and hyper-latents z out),
   one per quality, with that quality's gain folded into the last analysis convolution. Both outputs are
   pinned to scale 1, zero point 0 by FakeQuant nodes, so the int8 output *is* the rounded latent.
+  The first 5x5/2 convolution is written as space-to-depth + an equivalent 3x3 convolution (same sums,
+  a third faster in TFLite's int8 kernels).
 * ``encoder_float.tflite``: the float twin (ungained y, and z), used to measure what int8 costs.
 * ``decoder.tflite``: float synthesis transform (latents in, RGB in [0, 255] out).
 * ``hyper.npz``: the hyper-synthesis as int8 weights with integer requantization (run by
@@ -51,6 +53,31 @@ def conv_apply(x, kernel, bias, stride):
     return tf.nn.conv2d(x, kernel, stride, "SAME") + bias
 
 
+def space_to_depth_kernel(kernel: np.ndarray) -> np.ndarray:
+    """Rewrite a 5x5 stride-2 kernel as the 3x3 stride-1 kernel that gives the same output on
+    ``space_to_depth(x, 2)`` of an even-sized input.
+
+    TFLite's int8 convolution runs a 3-channel 5x5/2 layer at a third of its usual speed (measured
+    16 ms of the 24 ms encoder at 640x480); on 12 channels at half resolution the same sums take 11 ms.
+    SAME padding on an even input puts one zero row before and two after, so output row p reads input
+    rows 2p-1 .. 2p+3, i.e. block rows p-1 (odd row only), p and p+1 of the space-to-depth input.
+    """
+    k, _, cin, cout = kernel.shape
+    if k != 5:
+        raise ValueError(f"space_to_depth_kernel expects a 5x5 kernel, got {k}x{k}")
+    out = np.zeros((3, 3, 4 * cin, cout), kernel.dtype)
+    for u in range(3):
+        for a in range(2):
+            dy = 2 * u + a - 1
+            for v in range(3):
+                for b in range(2):
+                    dx = 2 * v + b - 1
+                    if 0 <= dy < 5 and 0 <= dx < 5:
+                        ch = (a * 2 + b) * cin
+                        out[u, v, ch:ch + cin] = kernel[dy, dx]
+    return out
+
+
 def calibration_crops(folders, n=24, size=256, seed=0):
     rng = np.random.default_rng(seed)
     images = load_images(folders, size)
@@ -65,7 +92,7 @@ def calibration_crops(folders, n=24, size=256, seed=0):
     return crops
 
 
-def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
+def encoder_function(model: Codec, quality: int | None, fake_quant: bool, space_to_depth: bool = True):
     """Analysis + hyper-analysis on 0..255 RGB; with a quality, its gain is folded into the last conv.
 
     The gained latents are pinned to scale 1 (their int8 values are the symbols). The hyper-analysis
@@ -75,6 +102,9 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
     ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
     ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
     ga[0] = (ga[0][0] / 255.0, ga[0][1], ga[0][2])
+    s2d_first = space_to_depth and ga[0][0].shape[0] == 5 and ga[0][2] == 2
+    if s2d_first:
+        ga[0] = (space_to_depth_kernel(ga[0][0]), ga[0][1], 1)
     last = ga.pop()
     gained = last
     if quality is not None:
@@ -92,7 +122,7 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool):
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
     def encode(image):
-        h = image
+        h = tf.nn.space_to_depth(image, 2) if s2d_first else image
         for k, b, s in ga:
             h = tf.nn.relu(conv_apply(h, k, b, s))
         y = fq(conv_apply(h, *gained))
