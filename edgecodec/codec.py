@@ -110,10 +110,10 @@ class Codec:
         h, w = rgb.shape[:2]
         y, z = self.analyse(pad_image(rgb), quality)
         z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
-        y_index = self.bundle.hyper.indices(z, quality, y.shape[:2])
+        y_index, y_mean = self.bundle.hyper.predict(z, quality, y.shape[:2])
         streams = [
             entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z),
-            entropy.encode(y.ravel(), y_index.ravel(), self.bundle.cdf_y),
+            entropy.encode((y - y_mean).ravel(), y_index.ravel(), self.bundle.cdf_y),
         ]
         header = Header(kind=kind, model_id=self.model_id, width=w, height=h, channels=channels,
                         quality=quality, sequence=sequence, timestamp_us=timestamp_us)
@@ -135,8 +135,8 @@ class Codec:
         z_shape = (-(-yh // 4), -(-yw // 4), self._z_channels)
         z_index = np.broadcast_to(np.arange(self._z_channels, dtype=np.int32), z_shape)
         z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
-        y_index = self.bundle.hyper.indices(z, quality, (yh, yw))
-        y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape)
+        y_index, y_mean = self.bundle.hyper.predict(z, quality, (yh, yw))
+        y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape) + y_mean
         y_hat = y.astype(np.float32) * self.bundle.gains[1][quality]
         (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])
         rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)

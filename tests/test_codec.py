@@ -120,14 +120,14 @@ def test_encoded_bytes_do_not_depend_on_thread_count():
         assert one.encode(img, q) == two.encode(img, q)
 
 
-def test_decoder_table_indices_equal_encoders_across_interpreter_settings():
-    """Encoder (1 thread) and decoder (2 threads, a fresh bundle) derive identical CDF table indices."""
+def test_decoder_table_indices_and_means_equal_encoders_across_interpreter_settings():
+    """Encoder (1 thread) and decoder (2 threads, a fresh bundle) derive identical CDF table indices and means."""
     img = synthetic_photo(256, 320, seed=4)
     enc = Codec.load(threads=1)
     padded = pad_image(img)
     for q in enc.qualities:
         y, z = enc.analyse(padded, q)
-        enc_indices = enc.bundle.hyper.indices(z, q)
+        enc_indices, enc_means = enc.bundle.hyper.predict(z, q)
         packet = enc.encode(img, q)
         dec = Codec(ModelBundle.load(), threads=2)
         header, streams = bitstream.unpack(packet)
@@ -136,7 +136,9 @@ def test_decoder_table_indices_equal_encoders_across_interpreter_settings():
         z_dec = entropy.decode(streams[0], np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape).ravel(),
                                dec.bundle.cdf_z).reshape(z.shape)
         assert np.array_equal(z_dec, z)
-        assert np.array_equal(dec.bundle.hyper.indices(z_dec, q), enc_indices)
+        dec_indices, dec_means = dec.bundle.hyper.predict(z_dec, q)
+        assert np.array_equal(dec_indices, enc_indices)
+        assert np.array_equal(dec_means, enc_means)
 
 
 HASH_INDICES = """
@@ -146,12 +148,13 @@ b = ModelBundle.load()
 z = np.random.default_rng(7).integers(-40, 41, (9, 13, b.hyper.hyper_channels))
 h = hashlib.sha256()
 for q in b.qualities:
-    h.update(b.hyper.indices(z, q).tobytes())
+    for part in b.hyper.predict(z, q):
+        h.update(part.tobytes())
 print(h.hexdigest())
 """
 
 
-def test_table_indices_identical_under_different_blas_thread_counts():
+def test_table_indices_and_means_identical_under_different_blas_thread_counts():
     digests = set()
     for threads in ("1", "2"):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
@@ -227,3 +230,42 @@ def test_int8_encoders_use_only_edge_tpu_ops_with_int8_tensors():
         assert ops <= EDGE_TPU_OPS, f"{q['encoder']}: {sorted(ops - EDGE_TPU_OPS)}"
         assert interp.get_input_details()[0]["dtype"] == np.uint8
         assert all(o["dtype"] == np.int8 for o in interp.get_output_details())
+
+
+def _hyper_arrays_with_mean(rng, qualities=2, latent=4, hyper=3):
+    """A tiny hyper-synthesis with a mean head: layer widths hyper -> 4*2 -> 4*2 -> 2*latent."""
+    arrays = {}
+    widths = [(hyper, 8), (2, 8), (2, 2 * latent)]
+    for i, (cin, cout) in enumerate(widths):
+        arrays[f"w{i}"] = rng.integers(-127, 128, (3, 3, cin, cout)).astype(np.int8)
+        arrays[f"b{i}"] = rng.integers(-500, 500, cout)
+        arrays[f"m{i}"] = np.full(cout if i < 2 else latent, 1 << 17, np.int64)
+    arrays["index_offset"] = np.zeros((qualities, latent), np.int64)
+    arrays["mean_mult"] = np.stack([np.full(latent, 1 << 14, np.int64), np.full(latent, 1 << 15, np.int64)])
+    return arrays
+
+
+def test_hyper_mean_head_gives_integer_means_scaled_per_quality():
+    from edgecodec.models.hyper import HyperSynthesis
+
+    hyper = HyperSynthesis(_hyper_arrays_with_mean(np.random.default_rng(5)))
+    assert hyper.has_mean and hyper.latent_channels == 4
+    z = np.random.default_rng(6).integers(-20, 21, (3, 2, 3))
+    idx0, mean0 = hyper.predict(z, 0, (10, 7))
+    idx1, mean1 = hyper.predict(z, 1, (10, 7))
+    assert idx0.shape == mean0.shape == (10, 7, 4) and mean0.dtype == np.int32
+    assert np.array_equal(idx0, idx1)  # equal index offsets
+    assert np.abs(mean1).max() > np.abs(mean0).max() > 0  # quality 1's multiplier is twice quality 0's
+    assert np.abs(mean1).max() <= 127
+
+
+def test_hyper_mean_multipliers_of_the_wrong_shape_are_refused():
+    from edgecodec.models.hyper import HyperSynthesis
+
+    arrays = _hyper_arrays_with_mean(np.random.default_rng(5))
+    arrays["mean_mult"] = arrays["mean_mult"][:, :3]
+    with pytest.raises(ModelError, match="mean multipliers"):
+        HyperSynthesis(arrays)
+    arrays.pop("mean_mult")
+    with pytest.raises(ModelError, match="shapes are inconsistent"):
+        HyperSynthesis(arrays)  # a last layer twice as wide as its index channels needs a mean head

@@ -9,15 +9,18 @@ Architecture (sizes chosen from speed measurements on a 2-core x86 machine, 640x
   encoder then needs no second, ungained copy of the last convolution beside the gained one whose output
   is the latent symbols (12% fewer multiply-adds per frame).
 * ``h_s`` hyper-synthesis: two (conv3x3 -> depth-to-space) upsamplings and a conv3x3 predicting log-scales of
-  the latents. At run time it is evaluated by ``edgecodec.models.hyper`` in integer arithmetic, so encoder
-  and decoder choose identical CDF tables on any CPU.
+  the latents; with ``mean=True`` a second conv3x3 head (``h_mean``) on the same features predicts their
+  means (Minnen et al. 2018). At run time it is evaluated by ``edgecodec.models.hyper`` in integer
+  arithmetic, so encoder and decoder choose identical CDF tables and means on any CPU.
 * ``g_s`` synthesis, float on the desktop: sub-pixel convolutions (conv3x3 -> depth-to-space, measured 3x
   faster than Conv2DTranspose under XNNPACK) with inverse GDN (Balle et al. 2016) after the first three.
 * Variable rate from one model with gain units (Cui et al. 2021): per quality k a learned per-channel gain
   scales y before rounding, and an inverse gain rescales it before ``g_s``.
 
-The latent entropy model is a zero-mean Gaussian conditional on the hyper-latent (Balle et al. 2018), and
-the hyper-latent's is a per-channel discretized logistic.
+The latent entropy model is a Gaussian conditional on the hyper-latent (Balle et al. 2018), and the
+hyper-latent's is a per-channel discretized logistic. The predicted mean is rounded to an integer (in gained
+units) and the coder codes ``round(y * gain) - mean``: the reconstruction stays ``round(y * gain)`` and the
+decoder needs only integers to undo the shift, while the rate counts the centred residual.
 """
 from __future__ import annotations
 
@@ -43,13 +46,14 @@ class Config:
     n_dec: tuple = (64, 64, 32)
     lambdas: tuple = LAMBDAS
     hyper_from: str = "features"
+    mean: bool = True
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d):
-        d = {"hyper_from": "y", **d}  # runs from before hyper_from existed fed h_a with y
+        d = {"hyper_from": "y", "mean": False, **d}  # defaults of runs from before these options existed
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -144,6 +148,9 @@ class Codec(tf.keras.Model):
         self.g_a = analysis(cfg)
         self.h_a = hyper_analysis(cfg)
         self.h_s = hyper_synthesis(cfg)
+        if cfg.mean:  # zero at start: a scale-only checkpoint loads and behaves unchanged
+            self.h_mean = tf.keras.layers.Conv2D(cfg.latent, 3, padding="same", name="h_mean",
+                                                 kernel_initializer="zeros", bias_initializer="zeros")
         self.g_s = synthesis(cfg)
         mid = math.exp(np.mean(np.log(cfg.lambdas)))
         init = np.array([[0.5 * math.log(lam / mid)] * cfg.latent for lam in cfg.lambdas], np.float32)
@@ -178,10 +185,17 @@ class Codec(tf.keras.Model):
         else:
             z_noisy = tf.round(z)
         z_hat = tf.clip_by_value(round_ste(z), -LATENT_CLIP, LATENT_CLIP)
-        log_scale = self.h_s(z_hat)
+        if not self.h_s.built:
+            self.h_s(z_hat)  # build through the Sequential so weight names stay codec/h_s/...
+        hidden = z_hat
+        for layer in self.h_s.layers[:-1]:
+            hidden = layer(hidden)
+        log_scale = self.h_s.layers[-1](hidden)
         scale = tf.maximum(tf.exp(log_scale) * gain, SCALE_MIN)
         y_g = y * gain
         y_noisy = y_g + tf.random.uniform(tf.shape(y_g), -0.5, 0.5) if training else tf.round(y_g)
+        if self.cfg.mean:
+            y_noisy = y_noisy - tf.clip_by_value(round_ste(self.h_mean(hidden) * gain), -LATENT_CLIP, LATENT_CLIP)
         y_q = tf.clip_by_value(round_ste(y_g), -LATENT_CLIP, LATENT_CLIP)
         x_hat = self.g_s(y_q * inv_gain)
         bits_y = tf.reduce_sum(gaussian_bits(y_noisy, scale), axis=[1, 2, 3])

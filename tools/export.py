@@ -189,7 +189,9 @@ def decoder_function(model: Codec):
 
 
 def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
-    """Turn h_s into int8 weights with integer requantization, calibrated on real hyper-latents."""
+    """Turn h_s (and the mean head, if any) into int8 weights with integer requantization, calibrated on
+    real hyper-latents. The mean head is appended to the last layer's output channels; ``mean_mult`` turns
+    its accumulator straight into the integer mean of the gained latent, per quality."""
     layers = conv_layers(model.h_s)
     acts = []
     for z in z_samples:
@@ -201,11 +203,18 @@ def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
                 h = tf.nn.relu(tf.nn.depth_to_space(h, 2))
                 per.append(h.numpy())
         acts.append(per)
+    kernels = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in layers]
+    if model.cfg.mean:
+        k, b = kernels[-1]
+        kernels[-1] = (np.concatenate([k, model.h_mean.kernel.numpy()], axis=3),
+                       np.concatenate([b, model.h_mean.bias.numpy()]))
+    latent = model.cfg.latent
+    gains = np.exp(model.log_gain.numpy().astype(np.float64))
     out = {}
     s_in = 1.0
-    for i, layer in enumerate(layers):
-        w = layer.kernel.numpy().astype(np.float64)
-        b = layer.bias.numpy().astype(np.float64)
+    for i, (w, b) in enumerate(kernels):
+        w = w.astype(np.float64)
+        b = b.astype(np.float64)
         s_w = np.maximum(np.abs(w).max(axis=(0, 1, 2)), 1e-8) / 127.0
         w_q = np.clip(np.round(w / s_w), -127, 127).astype(np.int8)
         b_q = np.round(b / (s_in * s_w)).astype(np.int64)
@@ -217,10 +226,11 @@ def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
             mult = s_in * s_w / s_out
         else:
             s_out = None
-            mult = s_in * s_w / contract.log_scale_step()
+            mult = s_in * s_w[:latent] / contract.log_scale_step()
+            if model.cfg.mean:
+                out["mean_mult"] = np.round(s_in * s_w[latent:] * gains * 2.0 ** HYPER_SHIFT).astype(np.int64)
         out[f"m{i}"] = np.round(mult * 2.0 ** HYPER_SHIFT).astype(np.int64)
         s_in = s_out
-    gains = np.exp(model.log_gain.numpy().astype(np.float64))
     offsets = (np.log(gains) - math.log(SCALE_MIN)) / contract.log_scale_step()
     out["index_offset"] = np.round(offsets * 2.0 ** HYPER_SHIFT).astype(np.int64)
     return out

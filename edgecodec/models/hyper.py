@@ -1,4 +1,4 @@
-"""Integer hyper-synthesis: decoded hyper-latents -> CDF table index per latent element.
+"""Integer hyper-synthesis: decoded hyper-latents -> CDF table index (and integer mean) per latent element.
 
 Encoder and decoder must pick the same table for every symbol, or decoding derails. Floating point
 cannot promise that across CPUs, thread counts and delegates, so this network runs in integers:
@@ -6,6 +6,10 @@ int8 weights and activations, int64 bias and requantization by a fixed-point mul
 shift. The convolutions use a float32 matrix product, which is exact here: every product of two values
 in [-127, 127] and every partial sum over at most ``MAX_TAPS`` terms is an integer below 2**24, so no
 rounding happens whatever order or FMA use the BLAS picks; the result is cast back to int64.
+
+Models with a mean head carry ``mean_mult`` (qualities x latent channels): their last layer has twice the
+latent channels, the second half being the mean's accumulator, which ``mean_mult[quality]`` (the gain
+folded in) requantizes straight to an integer mean in the gained latent's units.
 """
 from __future__ import annotations
 
@@ -53,17 +57,25 @@ class HyperSynthesis:
             self.biases = [np.asarray(arrays[f"b{i}"], np.int64) for i in range(n)]
             self.mults = [np.asarray(arrays[f"m{i}"], np.int64) for i in range(n)]
             self.index_offset = np.asarray(arrays["index_offset"], np.int64)
+            self.mean_mult = np.asarray(arrays["mean_mult"], np.int64) if "mean_mult" in arrays else None
         except KeyError as exc:
             raise ModelError(f"hyper-synthesis weights lack {exc}") from None
-        for w, b, m in zip(self.weights, self.biases, self.mults):
-            if w.ndim != 4 or w.shape[:2] != (3, 3) or b.shape != (w.shape[3],) or m.shape != (w.shape[3],):
+        if not self.weights:
+            raise ModelError("hyper-synthesis has no layers")
+        self.latent_channels = self.mults[-1].shape[0] if self.mults[-1].ndim == 1 else -1
+        outputs = [m.shape[0] if m.ndim == 1 else -1 for m in self.mults]
+        if self.mean_mult is not None:
+            outputs[-1] *= 2  # scale-index channels, then as many mean channels
+        for w, b, n_out in zip(self.weights, self.biases, outputs):
+            if w.ndim != 4 or w.shape[:2] != (3, 3) or b.shape != (w.shape[3],) or n_out != w.shape[3]:
                 raise ModelError("hyper-synthesis layer shapes are inconsistent")
             if 9 * w.shape[2] > MAX_TAPS or np.abs(w.astype(int)).max() > contract.ACT_MAX:
                 raise ModelError("hyper-synthesis layer too wide for exact float32 accumulation")
-        self.latent_channels = self.weights[-1].shape[3]
         self.hyper_channels = self.weights[0].shape[2]
         if self.index_offset.ndim != 2 or self.index_offset.shape[1] != self.latent_channels:
             raise ModelError("hyper-synthesis index offsets do not match its output channels")
+        if self.mean_mult is not None and self.mean_mult.shape != self.index_offset.shape:
+            raise ModelError("hyper-synthesis mean multipliers do not match its qualities and channels")
         self.convs = [self._numpy_conv(w) for w in self.weights]
         if convs is not None:
             self._check_convs(convs)
@@ -92,8 +104,17 @@ class HyperSynthesis:
     def qualities(self) -> int:
         return self.index_offset.shape[0]
 
+    @property
+    def has_mean(self) -> bool:
+        return self.mean_mult is not None
+
     def indices(self, z: np.ndarray, quality: int, shape=None) -> np.ndarray:
         """Table index (int32) per latent, from z symbols (H, W, hyper); (4H, 4W, latent) cropped to ``shape``."""
+        return self.predict(z, quality, shape)[0]
+
+    def predict(self, z: np.ndarray, quality: int, shape=None) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, integer mean), both int32 (4H, 4W, latent) cropped to ``shape``; means are 0
+        for a scale-only model. The coded symbol of a latent is its value minus its mean."""
         a = np.clip(z.astype(np.int64), -contract.ACT_MAX, contract.ACT_MAX)
         last = len(self.weights) - 1
         for i, (conv, b, m) in enumerate(zip(self.convs, self.biases, self.mults)):
@@ -105,5 +126,11 @@ class HyperSynthesis:
             if i < last:
                 a = _depth_to_space(np.clip(_requant(acc, m), 0, contract.ACT_MAX))
             else:
-                idx = _requant(acc, m, self.index_offset[quality])
-        return np.clip(idx, 0, contract.SCALE_LEVELS - 1).astype(np.int32)
+                n = self.latent_channels
+                idx = _requant(acc[..., :n], m, self.index_offset[quality])
+                if self.mean_mult is None:
+                    mean = np.zeros(idx.shape, np.int32)
+                else:
+                    mean = np.clip(_requant(acc[..., n:], self.mean_mult[quality]),
+                                   -contract.ACT_MAX, contract.ACT_MAX).astype(np.int32)
+        return np.clip(idx, 0, contract.SCALE_LEVELS - 1).astype(np.int32), mean
