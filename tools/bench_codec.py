@@ -85,7 +85,9 @@ def main(argv=None):
     bundle = codec.bundle
     padded = [pad_image(f) for f in frames]
     latents = [codec.analyse(p, q) for p in padded]
-    indices = [bundle.hyper.indices(z, q, y.shape[:2]) for y, z in latents]
+    predicted = [bundle.hyper.predict(z, q, y.shape[:2]) for y, z in latents]
+    indices = [idx for idx, _ in predicted]
+    symbols = [y - mean for (y, _), (_, mean) in zip(latents, predicted)]
     streams = [bitstream.unpack(p)[1] for p in packets]
 
     res = {
@@ -99,10 +101,10 @@ def main(argv=None):
             "psnr": float(np.mean([psnr(f, codec.decode(p)) for f, p in zip(frames, packets)])),
             "stage_ms": {
                 "int8_inference": 1000 / rate(lambda p: codec.analyse(p, q), padded, args.seconds / 2),
-                "hyper_synthesis": 1000 / rate(lambda l: bundle.hyper.indices(l[1], q, l[0].shape[:2]), latents,
+                "hyper_synthesis": 1000 / rate(lambda l: bundle.hyper.predict(l[1], q, l[0].shape[:2]), latents,
                                                args.seconds / 2),
                 "range_encode": 1000 / rate(
-                    lambda i: entropy.encode(latents[i][0].ravel(), indices[i].ravel(), bundle.cdf_y),
+                    lambda i: entropy.encode(symbols[i].ravel(), indices[i].ravel(), bundle.cdf_y),
                     list(range(len(frames))), args.seconds / 2),
                 "range_decode": 1000 / rate(
                     lambda i: entropy.decode(streams[i][1], indices[i].ravel(), bundle.cdf_y),

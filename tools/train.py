@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import signal
@@ -70,15 +71,38 @@ def save_weights_npz(model, path):
     os.replace(tmp, path)
 
 
+def per_quality_rows(old: np.ndarray, old_lambdas, new_lambdas) -> np.ndarray:
+    """Rows of a per-quality table (gains) for new lambdas: copied where the lambda existed, else
+    interpolated or extrapolated linearly in log(lambda) from the two nearest old rows."""
+    x = np.log(np.asarray(old_lambdas, np.float64))
+    rows = []
+    for lam in new_lambdas:
+        if lam in old_lambdas:
+            rows.append(old[list(old_lambdas).index(lam)])
+            continue
+        t = math.log(lam)
+        i = int(np.clip(np.searchsorted(x, t) - 1, 0, len(x) - 2))
+        w = (t - x[i]) / (x[i + 1] - x[i])
+        rows.append(old[i] + w * (old[i + 1] - old[i]))
+    return np.stack(rows).astype(old.dtype)
+
+
 def load_weights_npz(model, path, strict=True):
-    """Assign weights by name; with strict=False, weights missing or of another shape keep their init."""
+    """Assign weights by name; with strict=False, weights missing or of another shape keep their init,
+    except per-quality gains, which follow the lambdas when the checkpoint's json names its own."""
     data = np.load(path)
+    meta = pathlib.Path(path).with_suffix(".json")
+    old_lambdas = json.loads(meta.read_text())["config"]["lambdas"] if meta.exists() else None
     skipped = [v.path for v in model.weights if v.path not in data or data[v.path].shape != tuple(v.shape)]
     if skipped and strict:
         raise SystemExit(f"train: {path} lacks or mis-shapes weights {skipped[:3]}...")
     for v in model.weights:
         if v.path not in skipped:
             v.assign(data[v.path])
+        elif v.path.endswith("gain") and v.path in data and old_lambdas and not strict:
+            v.assign(per_quality_rows(data[v.path], old_lambdas, model.cfg.lambdas))
+            skipped.remove(v.path)
+            print(f"train: {v.path} mapped from lambdas {old_lambdas}", flush=True)
     if skipped:
         print(f"train: kept the initial values of {skipped}", flush=True)
 
