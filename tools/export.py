@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 from codec_model import IGDN, SCALE_MIN, Codec, Config  # noqa: E402
 from train import load_images, load_weights_npz  # noqa: E402
+from weights_math import space_to_depth_kernel  # noqa: E402
 
 from edgecodec.entropy import CdfTables  # noqa: E402
 from edgecodec.models import contract  # noqa: E402
@@ -51,31 +52,6 @@ def conv_layers(seq):
 
 def conv_apply(x, kernel, bias, stride):
     return tf.nn.conv2d(x, kernel, stride, "SAME") + bias
-
-
-def space_to_depth_kernel(kernel: np.ndarray) -> np.ndarray:
-    """Rewrite a 5x5 stride-2 kernel as the 3x3 stride-1 kernel that gives the same output on
-    ``space_to_depth(x, 2)`` of an even-sized input.
-
-    TFLite's int8 convolution runs a 3-channel 5x5/2 layer at a third of its usual speed (measured
-    16 ms of the 24 ms encoder at 640x480); on 12 channels at half resolution the same sums take 11 ms.
-    SAME padding on an even input puts one zero row before and two after, so output row p reads input
-    rows 2p-1 .. 2p+3, i.e. block rows p-1 (odd row only), p and p+1 of the space-to-depth input.
-    """
-    k, _, cin, cout = kernel.shape
-    if k != 5:
-        raise ValueError(f"space_to_depth_kernel expects a 5x5 kernel, got {k}x{k}")
-    out = np.zeros((3, 3, 4 * cin, cout), kernel.dtype)
-    for u in range(3):
-        for a in range(2):
-            dy = 2 * u + a - 1
-            for v in range(3):
-                for b in range(2):
-                    dx = 2 * v + b - 1
-                    if 0 <= dy < 5 and 0 <= dx < 5:
-                        ch = (a * 2 + b) * cin
-                        out[u, v, ch:ch + cin] = kernel[dy, dx]
-    return out
 
 
 def calibration_crops(folders, n=24, size=256, seed=0):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import pathlib
 import signal
@@ -26,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import Codec, Config  # noqa: E402
+from weights_math import per_quality_rows  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -69,22 +69,6 @@ def save_weights_npz(model, path):
     tmp = str(path) + ".tmp.npz"
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-
-
-def per_quality_rows(old: np.ndarray, old_lambdas, new_lambdas) -> np.ndarray:
-    """Rows of a per-quality table (gains) for new lambdas: copied where the lambda existed, else
-    interpolated or extrapolated linearly in log(lambda) from the two nearest old rows."""
-    x = np.log(np.asarray(old_lambdas, np.float64))
-    rows = []
-    for lam in new_lambdas:
-        if lam in old_lambdas:
-            rows.append(old[list(old_lambdas).index(lam)])
-            continue
-        t = math.log(lam)
-        i = int(np.clip(np.searchsorted(x, t) - 1, 0, len(x) - 2))
-        w = (t - x[i]) / (x[i + 1] - x[i])
-        rows.append(old[i] + w * (old[i + 1] - old[i]))
-    return np.stack(rows).astype(old.dtype)
 
 
 def load_weights_npz(model, path, strict=True):
