@@ -7,7 +7,9 @@ that firmware implements (``c/`` holds a portable C implementation).
 from firmware_bridge.errors import BridgeError, FrameRejected, LinkTimeout, PortError, ProtocolError
 from firmware_bridge.framing import VERSION as PROTOCOL_VERSION
 from firmware_bridge.link import Link, open_port
-from firmware_bridge.messages import (Hello, Heartbeat, MsgType, Request, SetQuality, Status, Telemetry, Trigger)
+from firmware_bridge.messages import (QUALITY_UNCHANGED, Hello, Heartbeat, MsgType, Request, SetQuality, Status,
+                                      Telemetry, Trigger)
 
 __all__ = ["Link", "open_port", "PROTOCOL_VERSION", "BridgeError", "FrameRejected", "LinkTimeout", "PortError",
-           "ProtocolError", "Hello", "Heartbeat", "MsgType", "Request", "SetQuality", "Status", "Telemetry", "Trigger"]
+           "ProtocolError", "Hello", "Heartbeat", "MsgType", "Request", "SetQuality", "QUALITY_UNCHANGED", "Status",
+           "Telemetry", "Trigger"]

@@ -167,12 +167,16 @@ class Trigger:
         return cls(*struct.unpack_from("<BBI", p))
 
 
+QUALITY_UNCHANGED = 0xFF
+
+
 @dataclass
 class SetQuality:
-    """Ask the encoder for a quality level and/or a target bitrate; 0 leaves either unchanged."""
+    """Ask the encoder for a quality level and/or a target bitrate. Quality ``QUALITY_UNCHANGED`` (0xFF)
+    keeps the current one (so quality 0, the fewest bits, can be chosen); target_bps 0 means no target."""
 
     TYPE: ClassVar[int] = MsgType.SET_QUALITY
-    quality: int = 0
+    quality: int = QUALITY_UNCHANGED
     target_bps: int = 0
 
     def pack(self) -> bytes:

@@ -73,6 +73,15 @@ def test_send_quality_command_reaches_the_device(device_port, capsys):
     assert (device.qualities[0].quality, device.qualities[0].target_bps) == (4, 64000)
 
 
+def test_send_quality_keep_sends_the_unchanged_marker_with_a_bitrate(device_port, capsys):
+    port, device = device_port
+    assert main(["bridge", "send", port, "quality", "keep", "--bitrate", "32000"]) == 0
+    end = time.monotonic() + 5
+    while not device.qualities and time.monotonic() < end:
+        time.sleep(0.01)
+    assert (device.qualities[0].quality, device.qualities[0].target_bps) == (0xFF, 32000)
+
+
 def test_send_request_prints_the_answer_as_json(device_port, capsys):
     port, _ = device_port
     assert main(["bridge", "send", port, "request", "telemetry", "--json"]) == 0

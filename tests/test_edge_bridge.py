@@ -10,8 +10,9 @@ from edgecodec import bitstream
 from edgecodec.codec import Codec
 from edgecodec.edge import config as cfg
 from edgecodec.edge.pipeline import EdgePipeline
+from edgecodec.edge.ratecontrol import RateController
 from edgecodec.errors import ConfigError
-from firmware_bridge import SetQuality
+from firmware_bridge import QUALITY_UNCHANGED, SetQuality
 from firmware_bridge.channel import PtyRelay
 from firmware_bridge.simulator import DeviceSimulator
 from tests.stream_support import SECRET, wait_until
@@ -88,6 +89,17 @@ def test_a_serial_line_slower_than_the_encoder_keeps_only_the_newest_frame_waiti
     assert f["encoded"] - (f["serial_sent"] + f["serial_dropped"]) <= 2  # one in flight, one waiting
     seqs = [bitstream.unpack(p)[0].sequence for p in device.frames]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+def test_set_quality_can_choose_quality_zero_and_0xff_keeps_the_quality_with_a_new_target(tmp_path, codec):
+    with edge_with_device(tmp_path, codec, "--bridge-mode", "all") as (pipe, device):
+        wait_until(lambda: device.frame_count >= 1, 10, what="a frame over serial")
+        assert device.link.send(SetQuality(0, 0), timeout=3)
+        wait_until(lambda: bitstream.unpack(device.frames[-1])[0].quality == 0, 10, what="a quality-0 frame")
+        assert device.link.send(SetQuality(QUALITY_UNCHANGED, 64000), timeout=3)
+        wait_until(lambda: pipe.bridge.quality_commands == 2, 5, what="the second command handled")
+        rate = pipe.encoder.rate
+    assert isinstance(rate, RateController) and rate.rate == 64000 / 8  # 0xFF is "unchanged", not quality 255
 
 
 def test_set_quality_outside_the_model_range_is_ignored(tmp_path, codec):

@@ -18,6 +18,19 @@ TRIGGER_SOURCES = ["other", "pir", "gpio", "timer", "manual", "radio"]
 REQUESTABLE = ["hello", "telemetry", "status"]
 
 
+def _quality_arg(text: str) -> int:
+    from firmware_bridge import QUALITY_UNCHANGED
+
+    if text == "keep":
+        return QUALITY_UNCHANGED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a quality: {text!r} (0..254 or 'keep')") from None
+    if not 0 <= value < QUALITY_UNCHANGED:
+        raise argparse.ArgumentTypeError(f"quality {value} outside 0..254")
+    return value
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("port", help="serial port or pyserial URL (/dev/ttyUSB0, socket://host:port, loop://)")
     p.add_argument("-b", "--baud", type=int, default=115200, help="baud rate (default 115200)")
@@ -54,7 +67,7 @@ def register(subparsers) -> None:
     q.add_argument("--source", choices=TRIGGER_SOURCES, default="manual")
     q.add_argument("--channel", type=int, default=0)
     q = what.add_parser("quality", help="set quality and/or target bitrate")
-    q.add_argument("quality", type=int, help="quality level (0: unchanged)")
+    q.add_argument("quality", type=_quality_arg, help="quality level 0..254, or 'keep' to change only the bitrate")
     q.add_argument("--bitrate", type=int, default=0, metavar="BPS", help="target bits per second (0: none)")
     q = what.add_parser("telemetry", help="battery, temperature and key=value readings")
     q.add_argument("--battery-mv", type=int)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional, Sequence
 
-from firmware_bridge import BridgeError, FrameRejected, Link, SetQuality, Trigger
+from firmware_bridge import QUALITY_UNCHANGED, BridgeError, FrameRejected, Link, SetQuality, Trigger
 
 from edgecodec.edge.config import BridgeConfig
 from edgecodec.edge.encoder import Encoded, EncodeStage
@@ -76,15 +76,15 @@ class BridgeStage(Stage):
         self._outbox.put(item)
 
     def _on_set_quality(self, msg: SetQuality) -> None:
-        """Quality 0 leaves the quality as it is (the protocol's rule); target_bps 0 means a fixed quality."""
+        """Quality 0xFF leaves the quality as it is (the protocol's rule); target_bps 0 means a fixed quality."""
         self.quality_commands += 1
-        quality = msg.quality or None
+        quality = None if msg.quality == QUALITY_UNCHANGED else msg.quality
         if quality is not None and quality not in self.qualities:
             log.warning("MCU asked for quality %d; this model has %d..%d", quality, self.qualities[0],
                         self.qualities[-1])
             return
         if msg.target_bps:
-            current = quality or (self._latest.quality if self._latest is not None else None)
+            current = quality if quality is not None else (self._latest.quality if self._latest is not None else None)
             rate = RateController(msg.target_bps / 1000, self.qualities, self.fps, start_quality=current)
         elif quality is not None:
             rate = FixedQuality(quality)

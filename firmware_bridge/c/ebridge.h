@@ -129,6 +129,7 @@ typedef struct {
 typedef struct { uint32_t uptime_ms; } eb_heartbeat;
 typedef struct { uint8_t seq, result; } eb_ack;
 typedef struct { uint8_t source, channel; uint32_t timestamp_ms; } eb_trigger;
+#define EB_QUALITY_UNCHANGED 0xFF /* eb_set_quality.quality: keep the current quality */
 typedef struct { uint8_t quality; uint32_t target_bps; } eb_set_quality;
 typedef struct {
     uint16_t battery_mv;    /* 0xFFFF: unknown */
