@@ -66,6 +66,7 @@ class Selection:
     frames: list[tuple[pathlib.Path, int, Frame]] = field(default_factory=list)  # (file, ordinal, frame)
     damage: list[tuple[pathlib.Path, Damage]] = field(default_factory=list)
     unreadable: list[tuple[pathlib.Path, str]] = field(default_factory=list)
+    growing: list[tuple[pathlib.Path, int]] = field(default_factory=list)  # (live file, bytes not yet whole)
 
 
 def select_frames(recordings: list[pathlib.Path], start: Optional[str] = None,
@@ -90,6 +91,8 @@ def select_frames(recordings: list[pathlib.Path], start: Optional[str] = None,
             selection.unreadable.append((path, str(exc)))
             continue
         selection.damage.extend((path, d) for d in scan.damage)
+        if scan.growing:
+            selection.growing.append((path, scan.growing))
         selection.frames.extend((path, numbers[f.offset], f) for f in scan.frames)
     return selection
 
@@ -156,6 +159,7 @@ class ExportReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     damage: list[tuple[str, Damage]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    growing: list[tuple[str, int]] = field(default_factory=list)  # recordings still being written
     fps: Optional[float] = None
 
     @property
@@ -167,7 +171,8 @@ class ExportReport:
                "failures": [{"frame": w, "error": e} for w, e in self.failures],
                "damage": [{"recording": p, "offset": d.offset, "length": d.length, "torn_tail": d.at_end}
                           for p, d in self.damage],
-               "unreadable": [{"recording": p, "error": e} for p, e in self.unreadable]}
+               "unreadable": [{"recording": p, "error": e} for p, e in self.unreadable],
+               "being_written": [{"recording": p, "incomplete_bytes": n} for p, n in self.growing]}
         if self.fps is not None:
             out["video_fps"] = round(self.fps, 3)
         return out
@@ -200,7 +205,8 @@ def export(recordings: list[str], output: str, *, start: Optional[str] = None, e
         tasks = [DecodeTask(str(p), f.offset, str(out / f"{p.stem}_{n:06d}.png")) for p, n, f in selection.frames]
     report = ExportReport(str(out), BatchSummary(), selected=len(tasks),
                           damage=[(str(p), d) for p, d in selection.damage],
-                          unreadable=[(str(p), e) for p, e in selection.unreadable])
+                          unreadable=[(str(p), e) for p, e in selection.unreadable],
+                          growing=[(str(p), n) for p, n in selection.growing])
     results = decode_batch(tasks, model_dir=model_dir, jobs=jobs, threads=threads, progress=progress,
                            summary=report.summary)
     if video:

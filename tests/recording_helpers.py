@@ -18,10 +18,15 @@ def fake_packet(sequence: int, timestamp_us: int | None = None, size: int = 200,
     return bitstream.pack(header, [os.urandom(size // 2), os.urandom(size - size // 2)])
 
 
-def write_recording(path, packets, camera_id: str = "cam-1", index_every: int = 8, close: bool = True):
+def write_recording(path, packets, camera_id: str = "cam-1", index_every: int = 8, close: bool | None = True):
+    """close=True: a finished file; False: as if the writer were killed (descriptor and lock gone, no
+    final index); None: the writer stays open, like a running server's."""
     writer = RecordingWriter(path, camera_id, index_every=index_every)
     for p in packets:
         writer.append(p)
     if close:
         writer.close()
+    elif close is False:
+        os.close(writer._fd)
+        writer._fd = -1
     return writer

@@ -118,6 +118,31 @@ def test_damaged_recording_exports_every_intact_frame_and_reports_the_rest(recor
     assert again.returncode == 0, again.stderr
 
 
+def test_recording_still_being_written_exports_its_whole_frames_and_exits_0(tmp_path, packets):
+    path = tmp_path / "live.ecr"
+    writer = write_recording(path, packets[:5], close=None)  # open: the writer's lock is held
+    try:
+        with open(path, "ab") as f:  # the next frame, half appended
+            f.write(fmt.pack_record(fmt.FRAME_SYNC, packets[5], 5, T0, T0)[:100])
+        result = run_cli("export", path, "-o", tmp_path / "png", "--json")
+        assert result.returncode == 0, result.stderr
+        assert "still being written" in result.stderr
+        report = json.loads(result.stdout)
+        assert report["frames"] == 5 and report["damage"] == []
+        assert report["being_written"] == [{"recording": str(path), "incomplete_bytes": 100}]
+        size = path.stat().st_size
+        checked = run_cli("repair", path)
+        assert checked.returncode == 0 and "intact" in checked.stdout
+        data = bytearray(path.read_bytes())
+        data[200] ^= 0x10  # damage inside the second frame: a live file is not rewritten under its writer
+        path.write_bytes(bytes(data))
+        refused = run_cli("repair", path)
+        assert refused.returncode == 1 and "being written" in refused.stderr
+        assert path.stat().st_size == size
+    finally:
+        writer.close()
+
+
 def test_recording_from_another_model_is_refused_clearly(tmp_path):
     path = tmp_path / "other.ecr"
     write_recording(path, [fake_packet(i) for i in range(3)])

@@ -10,8 +10,9 @@ EPILOG = """\
 time ranges: --from/--to take seconds after the first frame (--from 30 --to 90) or an ISO date-time
 (--from 2026-11-24T17:30:00, local time unless it ends in Z or an offset); both ends are included.
 
-exit codes: 0 every selected frame exported; 1 an error, or damaged/undecodable frames (the intact
-ones are still exported and the rest listed); 2 usage."""
+exit codes: 0 every selected frame exported (a recording that a server is still writing is exported up
+to its last whole frame); 1 an error, or damaged/undecodable frames (the intact ones are still exported
+and the rest listed); 2 usage."""
 
 
 def register(sub) -> None:
@@ -50,6 +51,9 @@ def cmd_export(args) -> int:
                         progress=lambda done, total: bar.set(done, total))
     for path, damage in report.damage:
         print(f"edgecodec export: {path}: {damage.describe()} skipped", file=sys.stderr)
+    for path, pending in report.growing:
+        print(f"edgecodec export: {path}: still being written; exported up to its last whole frame "
+              f"({pending} bytes of the next one not yet written)", file=sys.stderr)
     for path, error in report.unreadable:
         print(f"edgecodec export: {path}: {error}", file=sys.stderr)
     for where, error in report.failures[:20]:

@@ -14,6 +14,7 @@ from edgecodec.recording.format import (
     FRAME_SYNC, INDEX_SYNC, RECORD_HEADER_SIZE, SYNCS, FileHeader, IndexEntry, RecordingError,
     file_header_size, record_intact, unpack_file_header, unpack_index, unpack_record_header,
 )
+from edgecodec.recording.lock import being_written
 
 _CHUNK = 1 << 20
 
@@ -59,6 +60,7 @@ class Scan:
     frames: list[Frame] = field(default_factory=list)
     damage: list[Damage] = field(default_factory=list)
     end: int = 0  # where the last intact record ends
+    growing: int = 0  # bytes of a record its live writer is still appending (not damage)
 
     @property
     def intact(self) -> bool:
@@ -172,6 +174,8 @@ class RecordingReader:
                 result.end = item.end
                 if kind == "frame" and _in_range(item.timestamp_us, start_us, end_us):
                     result.frames.append(item)
+        if result.damage and result.damage[-1].at_end and being_written(self.path):
+            result.growing = result.damage.pop().length
         return result
 
     def read(self, frame: Frame) -> bytes:

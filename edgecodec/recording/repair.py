@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from edgecodec.recording.format import RecordingError
+from edgecodec.recording.lock import being_written
 from edgecodec.recording.reader import Damage, RecordingReader
 from edgecodec.recording.writer import RecordingWriter
 
@@ -33,6 +35,9 @@ def repair(path, dry_run: bool = False) -> RepairReport:
         report = RepairReport(path, len(scan.frames), scan.damage)
         if scan.intact:
             return report
+        if being_written(path):
+            raise RecordingError(f"{path} is being written (a running server holds it open); "
+                                 "repair it after the server has closed it")
         only_tail = len(scan.damage) == 1 and scan.damage[0].at_end
         report.action = "truncated" if only_tail else "rewritten"
         report.bytes_removed = sum(d.length for d in scan.damage)

@@ -15,6 +15,7 @@ from edgecodec.recording.format import (
     FRAME_SYNC, INDEX_SYNC, FileHeader, IndexEntry, RecordingError, pack_file_header, pack_index,
     pack_record,
 )
+from edgecodec.recording.lock import lock_for_writing
 
 DEFAULT_INDEX_EVERY = 64
 
@@ -37,6 +38,7 @@ class RecordingWriter:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except OSError as exc:
             raise RecordingError(f"cannot create recording {self.path}: {exc.strerror}") from None
+        lock_for_writing(self._fd)  # O_EXCL made the file ours; the lock tells readers it is live
         self.size = 0
         self.frames = 0
         self.first_timestamp_us: Optional[int] = None
