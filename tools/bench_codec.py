@@ -1,6 +1,6 @@
 """Encode/decode speed of the codec on 640x480 frames, next to OpenCV's JPEG on the same frames in the same run.
 
-    python tools/bench_codec.py [--frames DIR] [--quality 3] [--threads 2] [--seconds 5] [--json]
+    python tools/bench_codec.py [--frames DIR] [--quality 4] [--threads 2] [--seconds 5] [--json]
 
 Frames are 640x480 centre crops of the images in DIR (e.g. ../shared/data/kodak), or a synthetic scene when
 no folder is given. Encode = int8 inference + hyper-synthesis + range coding + container; decode = the
@@ -69,7 +69,7 @@ def rate(fn, items, seconds):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", help="folder of images to crop 640x480 frames from (default: synthetic)")
-    ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--quality", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=4.0, help="time per measurement")
     ap.add_argument("--jpeg-quality", type=int, default=90)

@@ -1,6 +1,6 @@
 """Batch decode throughput of 640x480 recordings with 1 and 2 worker processes, measured on this machine.
 
-    python tools/bench_decode.py [--frames 48] [--quality 3] [--jobs 1,2] [--json]
+    python tools/bench_decode.py [--frames 48] [--quality 4] [--jobs 1,2] [--json]
 
 Builds a recording of the synthetic scene (real codec packets, as a camera sends them), then decodes it
 the way ``edgecodec export`` does: ``png`` writes one PNG per frame in the workers, ``decode`` hands the
@@ -66,7 +66,7 @@ def run(path: pathlib.Path, jobs: int, threads: int, mode: str, out_dir: pathlib
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=48, help="frames in the recording (default 48)")
-    ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--quality", type=int, default=4)
     ap.add_argument("--jobs", default="1,2", help="comma-separated job counts (default 1,2)")
     ap.add_argument("--modes", default="png,decode", help="png and/or decode (default both)")
     ap.add_argument("--json", action="store_true", help="print JSON")

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--quality", type=int, default=3)
+    p.add_argument("--quality", type=int, default=4)
     p.add_argument("--target-kbps", type=float, default=0.0)
     p.add_argument("--edge-threads", type=int, default=2, help="encoder threads (default 2)")
     p.add_argument("--decode-threads", type=int, default=1, help="server decoder threads (default 1)")

@@ -173,7 +173,7 @@ def register(sub) -> None:
                        description="Compress images (PNG, JPEG, ...; gray, RGB or RGBA) into .ecc files.")
     p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", help="output file (one input) or folder (several)")
-    p.add_argument("-q", "--quality", type=int, default=3, help="quality index, 0 = fewest bits (default 3)")
+    p.add_argument("-q", "--quality", type=int, default=4, help="quality index, 0 = fewest bits (default 4)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.add_argument("--quiet", action="store_true", help="no per-file lines")
     _model_args(p)

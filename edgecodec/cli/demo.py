@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--width", type=int, default=640, help="frame width (default 640)")
     p.add_argument("--height", type=int, default=480, help="frame height (default 480)")
     p.add_argument("--fps", type=float, default=30.0, help="capture rate (default 30)")
-    p.add_argument("-q", "--quality", type=int, default=3, help="quality (default 3)")
+    p.add_argument("-q", "--quality", type=int, default=4, help="quality (default 4)")
     p.add_argument("--target-kbps", type=float, default=0.0, metavar="KBPS", help="rate control target instead")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_demo)
@@ -62,7 +62,7 @@ def _reap(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
 
 
 def run_loopback(duration: float, width: int = 640, height: int = 480, fps: float = 30.0,
-                 quality: int = 3, target_kbps: float = 0.0, warmup: float = 1.0,
+                 quality: int = 4, target_kbps: float = 0.0, warmup: float = 1.0,
                  edge_threads: int = 2, decode_threads: int = 1, extra_edge_args: tuple = (),
                  extra_cameras: int = 0, on_listening=None, progress=None) -> dict:
     """Run server and edge processes for ``duration`` s; return both sides' figures and CPU times.

@@ -99,7 +99,7 @@ class CameraConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EncodeConfig:
-    quality: int = opt(3, "--quality", "quality when no target bitrate is set (0 = smallest)",
+    quality: int = opt(4, "--quality", "quality when no target bitrate is set (0 = smallest)",
                        between(0, 255), "Q")
     target_kbps: float = opt(0.0, "--target-kbps", "target bitrate in kbit/s; the quality is chosen "
                              "per frame to stay under it (0 = fixed quality)", between(0, 1e6), "KBPS")
