@@ -46,6 +46,13 @@ def opencv_curve(images, ext, params, qualities):
     return points
 
 
+def psnr_overlap(ref, test):
+    """[low, high] PSNR both curves cover (where bd_rate integrates), or None."""
+    lo = max(min(p["psnr"] for p in ref), min(p["psnr"] for p in test))
+    hi = min(max(p["psnr"] for p in ref), max(p["psnr"] for p in test))
+    return [round(lo, 2), round(hi, 2)] if hi > lo else None
+
+
 def bd_rate(ref, test):
     """Bjontegaard delta rate of `test` against `ref` in percent; None when the PSNR ranges do not overlap."""
     r1, d1 = np.log([p["bpp"] for p in ref]), np.array([p["psnr"] for p in ref])
@@ -112,8 +119,9 @@ def main(argv=None):
         for n in names[:2]:
             table[n][f"vs {ref.split()[0]}"] = bd_rate(curves[ref], curves[n])
 
+    ranges = {n: psnr_overlap(curves[jpeg], curves[n]) for n in names if n != jpeg}
     result = {"folder": args.folder, "images": len(images), "model_id": model_id, "curves": curves,
-              "bd_rate_percent": table, "seconds": time.time() - t0}
+              "bd_rate_percent": table, "bd_psnr_range_vs_jpeg_db": ranges, "seconds": time.time() - t0}
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
     if not args.no_plot:
@@ -123,6 +131,9 @@ def main(argv=None):
     for n in names:
         cells = [("%+.1f%%" % table[n][k]) if table[n].get(k) is not None else "n/a" for k in table[int8]]
         print(f"| {n} | {' | '.join(cells)} |")
+    for n, r in ranges.items():
+        if r:
+            print(f"{n} vs JPEG: BD-rate over {r[0]:.2f} .. {r[1]:.2f} dB")
     return 0
 
 
