@@ -137,6 +137,9 @@ class Codec:
         z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
         y_index, y_mean = self.bundle.hyper.predict(z, quality, (yh, yw))
         y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape) + y_mean
+        # The int8 encoder never writes latents outside int8; a forged stream can, and would overflow
+        # the synthesis to inf/NaN. Clamping keeps any decodable stream's image finite.
+        np.clip(y, -128, 127, out=y)
         y_hat = y.astype(np.float32) * self.bundle.gains[1][quality]
         (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])
         rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)
