@@ -27,6 +27,15 @@ def mqtt_server(tmp_path, broker, **kw):
     return ServerThread(tmp_path, mqtt=broker.url, **kw)
 
 
+def send_one_acked_frame(broker, camera_id: str) -> None:
+    """A well-behaved camera connects, sends frame 0 and gets it acknowledged."""
+    link = open_link(link_config(broker.url, camera_id=camera_id))
+    link.connect()
+    link.send_frame(0, frame_packet(0))
+    wait_ack(link, 0)
+    link.close()
+
+
 def wait_ack(link, sequence, timeout=10.0):
     def acked():
         last = link.poll(0.05)
@@ -93,11 +102,7 @@ def test_frames_signed_with_a_wrong_secret_are_dropped_and_logged_once(tmp_path,
             bad.send_frame(seq, frame_packet(seq))
         assert bad.poll(1.0) is None  # never acknowledged
         bad.close()
-        good = open_link(link_config(broker.url, camera_id="cam2"))
-        good.connect()
-        good.send_frame(0, frame_packet(0))
-        wait_ack(good, 0)
-        good.close()
+        send_one_acked_frame(broker, "cam2")
         assert server.received == [("cam2", 0)]
         assert server.ingest.counters["cam1"].auth_failures == 5
     assert caplog.text.count("wrong secret") == 1
@@ -115,11 +120,7 @@ def test_garbage_payloads_on_the_frame_topic_do_not_disturb_other_cameras(tmp_pa
         raw.publish("edgecodec/../frame", b"x", qos=1).wait_for_publish(5)
         raw.disconnect()
         raw.loop_stop()
-        good = open_link(link_config(broker.url, camera_id="cam2"))
-        good.connect()
-        good.send_frame(0, frame_packet(0))
-        wait_ack(good, 0)
-        good.close()
+        send_one_acked_frame(broker, "cam2")
         assert server.received == [("cam2", 0)]
         wait_until(lambda: server.ingest.counters["cam1"].rejected >= 2, 5, what="rejections counted")
 

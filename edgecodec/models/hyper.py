@@ -62,8 +62,10 @@ class HyperSynthesis:
             raise ModelError(f"hyper-synthesis weights lack {exc}") from None
         if not self.weights:
             raise ModelError("hyper-synthesis has no layers")
-        self.latent_channels = self.mults[-1].shape[0] if self.mults[-1].ndim == 1 else -1
-        outputs = [m.shape[0] if m.ndim == 1 else -1 for m in self.mults]
+        if any(m.ndim != 1 for m in self.mults):
+            raise ModelError("hyper-synthesis layer shapes are inconsistent")
+        self.latent_channels = self.mults[-1].shape[0]
+        outputs = [m.shape[0] for m in self.mults]
         if self.mean_mult is not None:
             outputs[-1] *= 2  # scale-index channels, then as many mean channels
         for w, b, n_out in zip(self.weights, self.biases, outputs):
