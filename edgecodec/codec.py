@@ -2,7 +2,9 @@
 
 The encoder's int8 model emits integer latents y (1/16 resolution) and hyper-latents z (1/64). z is coded
 with one fixed table per channel; z also drives the integer hyper-synthesis, which names the Gaussian table
-for every element of y. The packet holds two streams, z then y, inside the container of ``bitstream``.
+for every element of y (and its mean). The packet holds the streams inside the container of ``bitstream``:
+z then y, or, for a model with a checkerboard context (``edgecodec.models.context``), z, then y's anchor
+positions, then the other positions, whose tables and means are refined from the decoded anchors.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from edgecodec import bitstream, entropy
 from edgecodec.bitstream import Header, Kind
 from edgecodec.errors import BitstreamError, EdgecodecError
 from edgecodec.models import ModelBundle, contract
+from edgecodec.models.context import anchors
 
 MAX_SIDE = 65535
 
@@ -69,6 +72,7 @@ class Codec:
         self.encoder_kind = encoder
         self._z_channels = bundle.hyper.hyper_channels
         self._y_channels = bundle.hyper.latent_channels
+        self._context = bundle.context
 
     @classmethod
     def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8") -> "Codec":
@@ -110,11 +114,16 @@ class Codec:
         h, w = rgb.shape[:2]
         y, z = self.analyse(pad_image(rgb), quality)
         z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
-        y_index, y_mean = self.bundle.hyper.predict(z, quality, y.shape[:2])
-        streams = [
-            entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z),
-            entropy.encode((y - y_mean).ravel(), y_index.ravel(), self.bundle.cdf_y),
-        ]
+        streams = [entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z)]
+        fixed = self.bundle.hyper.predict_fixed(z, quality, y.shape[:2])
+        if self._context is None:
+            y_index, y_mean = self.bundle.hyper.finish(*fixed)
+            streams.append(entropy.encode((y - y_mean).ravel(), y_index.ravel(), self.bundle.cdf_y))
+        else:
+            first = anchors(*y.shape[:2])
+            for refine, positions in ((False, first), (True, ~first)):
+                y_index, y_mean = self._tables_at(fixed, positions, y, quality, refine)
+                streams.append(entropy.encode(y[positions] - y_mean, y_index, self.bundle.cdf_y))
         header = Header(kind=kind, model_id=self.model_id, width=w, height=h, channels=channels,
                         quality=quality, sequence=sequence, timestamp_us=timestamp_us)
         return bitstream.pack(header, streams)
@@ -124,9 +133,28 @@ class Codec:
         header, streams = bitstream.unpack(packet, expect_model_id=self.model_id)
         return self.decode_parts(header, streams)
 
+    def _tables_at(self, fixed, positions, y, quality, refine: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, mean), each (N, M), of the latents at ``positions`` (H, W): anchors use the
+        hyper-synthesis alone; with ``refine`` (second pass) the context's corrections from y are added."""
+        index_fx, mean_fx = (part[positions] for part in fixed)
+        if not refine:
+            return self.bundle.hyper.finish(index_fx, mean_fx)
+        correction = self._context.correction(y, quality, positions)
+        m = self._y_channels
+        return self.bundle.hyper.finish(index_fx + correction[:, :m], mean_fx + correction[:, m:])
+
     def decode_parts(self, header: Header, streams: list[bytes]) -> np.ndarray:
-        if len(streams) != 2:
-            raise BitstreamError(f"expected 2 coded streams, found {len(streams)}")
+        y = self.decode_latents(header, streams)
+        y_hat = y.astype(np.float32) * self.bundle.gains[1][header.quality]
+        (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])
+        rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)
+        return from_rgb(rgb, header.channels)
+
+    def decode_latents(self, header: Header, streams: list[bytes]) -> np.ndarray:
+        """The integer latents y (H/16, W/16, M) of a packet's coded streams: everything up to synthesis."""
+        expected = 2 if self._context is None else 3
+        if len(streams) != expected:
+            raise BitstreamError(f"expected {expected} coded streams, found {len(streams)}")
         quality = header.quality
         if quality not in self.qualities:
             raise BitstreamError(f"quality {quality} unknown to this model")
@@ -135,12 +163,17 @@ class Codec:
         z_shape = (-(-yh // 4), -(-yw // 4), self._z_channels)
         z_index = np.broadcast_to(np.arange(self._z_channels, dtype=np.int32), z_shape)
         z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
-        y_index, y_mean = self.bundle.hyper.predict(z, quality, (yh, yw))
-        y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape) + y_mean
+        fixed = self.bundle.hyper.predict_fixed(z, quality, (yh, yw))
         # The int8 encoder never writes latents outside int8; a forged stream can, and would overflow
         # the synthesis to inf/NaN. Clamping keeps any decodable stream's image finite.
-        np.clip(y, -128, 127, out=y)
-        y_hat = y.astype(np.float32) * self.bundle.gains[1][quality]
-        (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])
-        rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)
-        return from_rgb(rgb, header.channels)
+        if self._context is None:
+            y_index, y_mean = self.bundle.hyper.finish(*fixed)
+            y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape) + y_mean
+            np.clip(y, -128, 127, out=y)
+        else:
+            y = np.zeros((yh, yw, self._y_channels), np.int32)
+            first = anchors(yh, yw)
+            for refine, positions, stream in ((False, first, streams[1]), (True, ~first, streams[2])):
+                y_index, y_mean = self._tables_at(fixed, positions, y, quality, refine)
+                y[positions] = np.clip(entropy.decode(stream, y_index, self.bundle.cdf_y) + y_mean, -128, 127)
+        return y

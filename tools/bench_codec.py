@@ -4,7 +4,8 @@
 
 Frames are 640x480 centre crops of the images in DIR (e.g. ../shared/data/kodak), or a synthetic scene when
 no folder is given. Encode = int8 inference + hyper-synthesis + range coding + container; decode = the
-reverse including the float synthesis. Each stage is also timed on its own.
+reverse including the float synthesis. Each stage is also timed on its own (range coding as one pass over
+all latents; ``context`` is the checkerboard model's second-pass corrections, when the model has one).
 """
 from __future__ import annotations
 
@@ -116,6 +117,12 @@ def main(argv=None):
             },
         },
     }
+    if bundle.context is not None:
+        from edgecodec.models.context import anchors
+
+        res["edgecodec"]["stage_ms"]["context"] = 1000 / rate(
+            lambda y: bundle.context.correction(y, q, ~anchors(*y.shape[:2])), [y for y, _ in latents],
+            args.seconds / 2)
     bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames]
     jpegs = [cv2.imencode(".jpg", b, [cv2.IMWRITE_JPEG_QUALITY, args.jpeg_quality])[1] for b in bgr]
     res["jpeg"] = {

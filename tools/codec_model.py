@@ -12,6 +12,9 @@ Architecture (sizes chosen from speed measurements on a 2-core x86 machine, 640x
   the latents; with ``mean=True`` a second conv3x3 head (``h_mean``) on the same features predicts their
   means (Minnen et al. 2018). At run time it is evaluated by ``edgecodec.models.hyper`` in integer
   arithmetic, so encoder and decoder choose identical CDF tables and means on any CPU.
+* ``ctx`` checkerboard context (He et al. 2021, ``context=True``): latents are coded in two passes, anchors
+  ((row + column) even) first; each non-anchor's log-scale and mean get a correction from its four anchor
+  neighbours, a 4-tap convolution that the runtime evaluates in integers as well.
 * ``g_s`` synthesis, float on the desktop: sub-pixel convolutions (conv3x3 -> depth-to-space, measured 3x
   faster than Conv2DTranspose under XNNPACK) with inverse GDN (Balle et al. 2016) after the first three.
 * Variable rate from one model with gain units (Cui et al. 2021): per quality k a learned per-channel gain
@@ -47,13 +50,18 @@ class Config:
     lambdas: tuple = LAMBDAS
     hyper_from: str = "features"
     mean: bool = True
+    context: bool = True
+
+    def __post_init__(self):
+        if self.context and not self.mean:
+            raise ValueError("the checkerboard context corrects predicted means: it needs mean=True")
 
     def to_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d):
-        d = {"hyper_from": "y", "mean": False, **d}  # defaults of runs from before these options existed
+        d = {"hyper_from": "y", "mean": False, "context": False, **d}  # runs from before these options
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -80,6 +88,35 @@ class IGDN(tf.keras.layers.Layer):
         gamma = tf.square(self.gamma_p)
         norm = tf.tensordot(tf.square(x), gamma, axes=[[3], [0]]) + beta
         return x * tf.sqrt(norm)
+
+
+# The 3x3 taps that hold a non-anchor latent's four anchor neighbours (up, left, right, down).
+CROSS_TAPS = ((0, 1), (1, 0), (1, 2), (2, 1))
+
+
+def anchor_mask(height, width):
+    """1.0 at anchor positions ((row + column) even), which are coded first; (1, H, W, 1)."""
+    i = tf.range(height)[:, None] + tf.range(width)[None, :]
+    return tf.cast(tf.equal(i % 2, 0), tf.float32)[None, :, :, None]
+
+
+class CheckerboardContext(tf.keras.layers.Layer):
+    """Checkerboard context model (He et al. 2021): corrections to the log-scale and mean of each non-anchor
+    latent from its four decoded anchor neighbours, in ungained units. Zero at start, so a checkpoint without
+    it resumes unchanged."""
+
+    def __init__(self, latent, **kwargs):
+        super().__init__(**kwargs)
+        self.latent = latent
+
+    def build(self, input_shape):
+        m = self.latent
+        self.taps = self.add_weight(name="taps", shape=(len(CROSS_TAPS), m, 2 * m), initializer="zeros")
+        self.bias = self.add_weight(name="bias", shape=(2 * m,), initializer="zeros")
+
+    def call(self, anchors):
+        kernel = tf.scatter_nd(tf.constant(CROSS_TAPS), self.taps, (3, 3, self.latent, 2 * self.latent))
+        return tf.nn.conv2d(anchors, kernel, 1, "SAME") + self.bias
 
 
 def analysis(cfg: Config) -> tf.keras.Sequential:
@@ -151,6 +188,8 @@ class Codec(tf.keras.Model):
         if cfg.mean:  # zero at start: a scale-only checkpoint loads and behaves unchanged
             self.h_mean = tf.keras.layers.Conv2D(cfg.latent, 3, padding="same", name="h_mean",
                                                  kernel_initializer="zeros", bias_initializer="zeros")
+        if cfg.context:
+            self.ctx = CheckerboardContext(cfg.latent, name="ctx")
         self.g_s = synthesis(cfg)
         mid = math.exp(np.mean(np.log(cfg.lambdas)))
         init = np.array([[0.5 * math.log(lam / mid)] * cfg.latent for lam in cfg.lambdas], np.float32)
@@ -191,12 +230,18 @@ class Codec(tf.keras.Model):
         for layer in self.h_s.layers[:-1]:
             hidden = layer(hidden)
         log_scale = self.h_s.layers[-1](hidden)
-        scale = tf.maximum(tf.exp(log_scale) * gain, SCALE_MIN)
+        mean = self.h_mean(hidden) if self.cfg.mean else None
         y_g = y * gain
+        y_q = tf.clip_by_value(round_ste(y_g), -LATENT_CLIP, LATENT_CLIP)
+        if self.cfg.context:
+            anchors = anchor_mask(tf.shape(y)[1], tf.shape(y)[2])
+            ctx = self.ctx(y_q / gain * anchors) * (1.0 - anchors)
+            log_scale = log_scale + ctx[..., :self.cfg.latent]
+            mean = mean + ctx[..., self.cfg.latent:]
+        scale = tf.maximum(tf.exp(log_scale) * gain, SCALE_MIN)
         y_noisy = y_g + tf.random.uniform(tf.shape(y_g), -0.5, 0.5) if training else tf.round(y_g)
         if self.cfg.mean:
-            y_noisy = y_noisy - tf.clip_by_value(round_ste(self.h_mean(hidden) * gain), -LATENT_CLIP, LATENT_CLIP)
-        y_q = tf.clip_by_value(round_ste(y_g), -LATENT_CLIP, LATENT_CLIP)
+            y_noisy = y_noisy - tf.clip_by_value(round_ste(mean * gain), -LATENT_CLIP, LATENT_CLIP)
         x_hat = self.g_s(y_q * inv_gain)
         bits_y = tf.reduce_sum(gaussian_bits(y_noisy, scale), axis=[1, 2, 3])
         bits_z = tf.reduce_sum(logistic_bits(z_noisy, self.z_loc, self.z_log_scale), axis=[1, 2, 3])

@@ -12,7 +12,9 @@ Writes, per the model contract in ``docs/models.md``:
 * ``encoder_float.tflite``: the float twin (ungained y, and z), used to measure what int8 costs.
 * ``decoder.tflite``: float synthesis transform (latents in, RGB in [0, 255] out).
 * ``hyper.npz``: the hyper-synthesis as int8 weights with integer requantization (run by
-  ``edgecodec.models.hyper``), plus per-quality integer offsets that turn its output into CDF table indices.
+  ``edgecodec.models.hyper``), plus per-quality integer offsets that turn its output into CDF table indices;
+  for a model with a checkerboard context, also its per-quality int8 taps (``ctx_*``, run by
+  ``edgecodec.models.context``).
 * ``cdf_y.npz`` / ``cdf_z.npz``: integer CDF tables for the C range coder.
 * ``manifest.json``: model id (hash of the files above), qualities, lambdas, gains, training step, and the
   Kodak bpp/PSNR measured through the real codec when ``--kodak`` is given.
@@ -212,6 +214,27 @@ def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
     return out
 
 
+def quantize_context(model: Codec):
+    """The checkerboard context as per-quality int8 taps acting on gained integer latents (the inverse
+    gain of each input channel folded in), with multipliers and offsets into the fixed-point units of the
+    hyper-synthesis' last layer: 2^24 per table-index step for the first half, 2^24 per unit of the gained
+    mean for the second (``edgecodec.models.context``)."""
+    taps = model.ctx.taps.numpy().astype(np.float64)
+    bias = model.ctx.bias.numpy().astype(np.float64)
+    latent = model.cfg.latent
+    gains = np.exp(model.log_gain.numpy().astype(np.float64))
+    one = 2.0 ** HYPER_SHIFT
+    weights, mults, offsets = [], [], []
+    for gain in gains:
+        w = taps / gain[None, :, None]
+        s_w = np.maximum(np.abs(w).max(axis=(0, 1)), 1e-12) / 127.0
+        weights.append(np.clip(np.round(w / s_w), -127, 127).astype(np.int8))
+        to_fixed = np.concatenate([np.full(latent, one / contract.log_scale_step()), one * gain])
+        mults.append(np.round(s_w * to_fixed).astype(np.int64))
+        offsets.append(np.round(bias * to_fixed).astype(np.int64))
+    return {"ctx_w": np.stack(weights), "ctx_mult": np.stack(mults), "ctx_offset": np.stack(offsets)}
+
+
 def exact_conv_model(w_int8: np.ndarray) -> bytes:
     """A float TFLite 3x3 convolution whose weights are the int8 values: exact on integer inputs (docs/models.md)."""
     kernel = tf.constant(w_int8.astype(np.float32))
@@ -291,6 +314,8 @@ def main(argv=None):
         y, features = model.analyse(tf.constant(c[None] / 255.0))
         z_samples.append(model.h_a(features if cfg.hyper_from == "features" else y).numpy()[0])
     hyper = quantize_hyper(model, [np.round(z) for z in z_samples])
+    if cfg.context:
+        hyper.update(quantize_context(model))
     np.savez(out / "hyper.npz", **hyper,
              gain=np.exp(model.log_gain.numpy()), inv_gain=np.exp(model.log_inv_gain.numpy()))
     hyper_convs = []

@@ -11,6 +11,7 @@ import numpy as np
 from edgecodec.entropy import CdfTables
 from edgecodec.errors import EdgecodecError, ModelError
 from edgecodec.models import contract
+from edgecodec.models.context import CheckerboardContext
 from edgecodec.models.hyper import HyperSynthesis
 
 
@@ -97,11 +98,24 @@ class ModelBundle:
             raise ModelError(f"cannot read {self.dir / name}: {exc}") from None
 
     @cached_property
+    def _hyper_arrays(self) -> dict:
+        return self._npz(contract.HYPER)
+
+    @cached_property
     def hyper(self) -> HyperSynthesis:
         """The integer hyper-synthesis, with its convolutions on TFLite when the folder carries them."""
         names = self.manifest.get("hyper_convs") or []
         convs = [self._exact_conv(name) for name in names] or None
-        return HyperSynthesis(self._npz(contract.HYPER), convs)
+        return HyperSynthesis(self._hyper_arrays, convs)
+
+    @cached_property
+    def context(self) -> CheckerboardContext | None:
+        """The checkerboard context model, or None for a model coded in one pass."""
+        if "ctx_w" not in self._hyper_arrays:
+            return None
+        if not self.hyper.has_mean:
+            raise ModelError(f"{contract.HYPER}: a checkerboard context needs the mean head")
+        return CheckerboardContext(self._hyper_arrays, self.hyper.latent_channels, self.hyper.qualities)
 
     def _exact_conv(self, name: str):
         model = self.tflite(name, self.hyper_threads)
@@ -114,7 +128,7 @@ class ModelBundle:
     @cached_property
     def gains(self) -> tuple[np.ndarray, np.ndarray]:
         """(gain, inverse gain) per quality and latent channel, float32."""
-        arrays = self._npz(contract.HYPER)
+        arrays = self._hyper_arrays
         try:
             return arrays["gain"].astype(np.float32), arrays["inv_gain"].astype(np.float32)
         except KeyError as exc:

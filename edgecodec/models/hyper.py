@@ -117,8 +117,14 @@ class HyperSynthesis:
     def predict(self, z: np.ndarray, quality: int, shape=None) -> tuple[np.ndarray, np.ndarray]:
         """(table index, integer mean), both int32 (4H, 4W, latent) cropped to ``shape``; means are 0
         for a scale-only model. The coded symbol of a latent is its value minus its mean."""
+        return self.finish(*self.predict_fixed(z, quality, shape))
+
+    def predict_fixed(self, z: np.ndarray, quality: int, shape=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The last layer's fixed-point sums (int64, before the final shift) for the index and the mean
+        (None for a scale-only model): where the checkerboard context adds its corrections."""
         a = np.clip(z.astype(np.int64), -contract.ACT_MAX, contract.ACT_MAX)
         last = len(self.weights) - 1
+        half = 1 << (contract.HYPER_SHIFT - 1)
         for i, (conv, b, m) in enumerate(zip(self.convs, self.biases, self.mults)):
             if i == last and shape is not None:
                 a = a[:shape[0] + 1, :shape[1] + 1]
@@ -127,12 +133,16 @@ class HyperSynthesis:
                 acc = acc[:shape[0], :shape[1]]
             if i < last:
                 a = _depth_to_space(np.clip(_requant(acc, m), 0, contract.ACT_MAX))
-            else:
-                n = self.latent_channels
-                idx = _requant(acc[..., :n], m, self.index_offset[quality])
-                if self.mean_mult is None:
-                    mean = np.zeros(idx.shape, np.int32)
-                else:
-                    mean = np.clip(_requant(acc[..., n:], self.mean_mult[quality]),
-                                   -contract.ACT_MAX, contract.ACT_MAX).astype(np.int32)
-        return np.clip(idx, 0, contract.SCALE_LEVELS - 1).astype(np.int32), mean
+        n = self.latent_channels
+        index_fx = acc[..., :n] * m + self.index_offset[quality] + half
+        mean_fx = None if self.mean_mult is None else acc[..., n:] * self.mean_mult[quality] + half
+        return index_fx, mean_fx
+
+    @staticmethod
+    def finish(index_fx: np.ndarray, mean_fx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Shift fixed-point sums to (table index, mean), clipped to the table range and to int8."""
+        idx = np.clip(index_fx >> contract.HYPER_SHIFT, 0, contract.SCALE_LEVELS - 1).astype(np.int32)
+        if mean_fx is None:
+            return idx, np.zeros(idx.shape, np.int32)
+        mean = np.clip(mean_fx >> contract.HYPER_SHIFT, -contract.ACT_MAX, contract.ACT_MAX).astype(np.int32)
+        return idx, mean

@@ -1,0 +1,64 @@
+"""Checkerboard context model in integers (He et al., CVPR 2021): the second coding pass.
+
+Latents are coded in two passes over a checkerboard of positions. Anchors ((row + column) even) are coded
+with the hyper-synthesis' tables and means alone. Each non-anchor position then gets a correction to its
+table index and its mean from its four anchor neighbours (up, left, right, down), which the decoder already
+holds. The correction is a 4-tap convolution with per-quality int8 weights (the quality's inverse gain is
+folded in, so the taps act on the gained integer latents directly). It is added to the hyper-synthesis'
+fixed-point accumulators before their final shift, so encoder and decoder compute it bit-identically for the
+same reason they compute the hyper-synthesis identically (see ``hyper`` and ``docs/models.md``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgecodec.errors import ModelError
+from edgecodec.models.blas import single_threaded
+
+TAPS = 4
+# Latents are int8 ([-128, 127]); weights are in [-127, 127]. A sum of TAPS * channels such products
+# must stay below 2**24 to be exact in float32.
+MAX_CHANNELS = (1 << 24) // (TAPS * 128 * 127)
+
+
+def anchors(height: int, width: int) -> np.ndarray:
+    """Boolean (H, W): True where a latent position is an anchor, coded in the first pass."""
+    return (np.add.outer(np.arange(height), np.arange(width)) % 2) == 0
+
+
+class CheckerboardContext:
+    """Per-quality int8 taps (Q, 4, M, 2M), fixed-point multipliers and offsets (Q, 2M).
+
+    Output channels 0..M-1 correct the table index, M..2M-1 the mean, both in the fixed-point units of
+    the hyper-synthesis' last layer (``HyperSynthesis.predict_fixed``)."""
+
+    def __init__(self, arrays, latent_channels: int, qualities: int):
+        try:
+            self.weights = np.asarray(arrays["ctx_w"], np.int8)
+            self.mult = np.asarray(arrays["ctx_mult"], np.int64)
+            self.offset = np.asarray(arrays["ctx_offset"], np.int64)
+        except KeyError as exc:
+            raise ModelError(f"checkerboard context lacks {exc}") from None
+        m = latent_channels
+        if self.weights.shape != (qualities, TAPS, m, 2 * m) or self.mult.shape != (qualities, 2 * m) \
+                or self.offset.shape != (qualities, 2 * m):
+            raise ModelError("checkerboard context shapes do not match the hyper-synthesis")
+        if m > MAX_CHANNELS or np.abs(self.weights.astype(int)).max(initial=0) > 127:
+            raise ModelError("checkerboard context too wide for exact float32 accumulation")
+        self.latent_channels = m
+        self._float = [w.reshape(TAPS * m, 2 * m).astype(np.float32) for w in self.weights]
+
+    def correction(self, y: np.ndarray, quality: int, targets: np.ndarray) -> np.ndarray:
+        """Fixed-point (N, 2M) corrections for the N positions where ``targets`` (H, W) is True, in raster
+        order, from y's values at their four neighbours (zero outside the image). Only anchor values are
+        read when ``targets`` are the non-anchors."""
+        h, w, m = y.shape
+        padded = np.zeros((h + 2, w + 2, m), np.float32)
+        padded[1:-1, 1:-1] = np.clip(y, -128, 127)
+        rows, cols = np.nonzero(targets)
+        rows, cols = rows + 1, cols + 1
+        gathered = np.stack([padded[rows - 1, cols], padded[rows, cols - 1],
+                             padded[rows, cols + 1], padded[rows + 1, cols]], axis=1)
+        with single_threaded():
+            acc = gathered.reshape(len(rows), TAPS * m) @ self._float[quality]
+        return acc.astype(np.int64) * self.mult[quality] + self.offset[quality]
