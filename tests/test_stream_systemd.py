@@ -31,7 +31,7 @@ def test_edge_process_reports_ready_feeds_the_watchdog_and_says_stopping_on_sigt
         pings = [sock.recv(4096).decode() for _ in range(3)]
         assert pings.count("WATCHDOG=1") >= 2  # no server, yet healthy: the spool takes the frames
         proc.send_signal(signal.SIGTERM)
-        while not (msg := sock.recv(4096).decode()).startswith("STOPPING=1"):
+        while not sock.recv(4096).decode().startswith("STOPPING=1"):
             pass
         assert proc.wait(10) == 0
     finally:

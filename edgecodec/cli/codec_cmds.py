@@ -11,7 +11,7 @@ import time
 from edgecodec import bitstream
 from edgecodec.cli.progress import Progress
 from edgecodec.errors import EdgecodecError
-from edgecodec.imageio import IMAGE_SUFFIXES, read_image, write_image
+from edgecodec.imageio import IMAGE_SUFFIXES, read_image
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
