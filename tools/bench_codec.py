@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from edgecodec import bitstream, entropy  # noqa: E402
+from edgecodec import entropy  # noqa: E402
 from edgecodec.codec import Codec, pad_image  # noqa: E402
 from edgecodec.evaluate import list_images, psnr  # noqa: E402
 from edgecodec.imageio import read_image  # noqa: E402
@@ -89,7 +89,7 @@ def main(argv=None):
     predicted = [bundle.hyper.predict(z, q, y.shape[:2]) for y, z in latents]
     indices = [idx for idx, _ in predicted]
     symbols = [y - mean for (y, _), (_, mean) in zip(latents, predicted)]
-    streams = [bitstream.unpack(p)[1] for p in packets]
+    coded = [entropy.encode(s.ravel(), i.ravel(), bundle.cdf_y) for s, i in zip(symbols, indices)]
 
     res = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
@@ -108,7 +108,7 @@ def main(argv=None):
                     lambda i: entropy.encode(symbols[i].ravel(), indices[i].ravel(), bundle.cdf_y),
                     list(range(len(frames))), args.seconds / 2),
                 "range_decode": 1000 / rate(
-                    lambda i: entropy.decode(streams[i][1], indices[i].ravel(), bundle.cdf_y),
+                    lambda i: entropy.decode(coded[i], indices[i].ravel(), bundle.cdf_y),
                     list(range(len(frames))), args.seconds / 2),
                 "synthesis": 1000 / rate(
                     lambda l: bundle.tflite("decoder.tflite", args.threads).run(
