@@ -130,3 +130,19 @@ def test_context_model_refuses_packets_with_the_wrong_stream_count(context_model
 
 def test_forged_context_streams_never_crash(context_model):
     check_forged_streams_never_crash(Codec.load(context_model), seed=6)
+
+
+def test_context_without_a_mean_head_is_refused(context_model, tmp_path):
+    shutil.copytree(context_model, tmp_path / "m")
+    with np.load(tmp_path / "m" / "hyper.npz") as data:
+        arrays = {k: data[k] for k in data.files if k != "mean_mult"}
+    last = sum(1 for k in arrays if k.startswith("w")) - 1
+    m = arrays[f"m{last}"].shape[0]
+    arrays[f"w{last}"] = arrays[f"w{last}"][..., :m]
+    arrays[f"b{last}"] = arrays[f"b{last}"][:m]
+    np.savez(tmp_path / "m" / "hyper.npz", **arrays)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest.pop("hyper_convs", None)
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="needs the mean head"):
+        Codec(ModelBundle.load(tmp_path / "m", verify=False))
