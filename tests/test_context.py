@@ -13,7 +13,7 @@ from edgecodec.codec import Codec, pad_image
 from edgecodec.errors import EdgecodecError, ModelError
 from edgecodec.models import ModelBundle, default_model_dir
 from edgecodec.models.context import TAPS, CheckerboardContext, anchors
-from test_codec import check_forged_streams_never_crash, synthetic_photo
+from tests.test_codec import check_forged_streams_never_crash, synthetic_photo
 
 
 def context_arrays(rng, qualities, latent):
