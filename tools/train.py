@@ -45,17 +45,24 @@ def load_images(folders, min_side):
     return images
 
 
-def batches(images, batch, crop, rng):
-    """Random crops with flips; the area of each image decides how often it is drawn."""
+def batches(images, batch, crop, rng, scale_min=1.0):
+    """Random crops with flips; the area of each image decides how often it is drawn.
+
+    With ``scale_min`` < 1 each crop is first cut at a random size up to ``crop / scale_min`` (as far as
+    the image allows) and shrunk to ``crop`` with area filtering, so 250 photos show their content at
+    many scales rather than one."""
     weights = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
     weights /= weights.sum()
     while True:
         out = np.empty((batch, crop, crop, 3), np.uint8)
         for i, idx in enumerate(rng.choice(len(images), batch, p=weights)):
             im = images[idx]
-            y = rng.integers(0, im.shape[0] - crop + 1)
-            x = rng.integers(0, im.shape[1] - crop + 1)
-            c = im[y:y + crop, x:x + crop]
+            side = min(int(crop / rng.uniform(scale_min, 1.0)), *im.shape[:2])
+            y = rng.integers(0, im.shape[0] - side + 1)
+            x = rng.integers(0, im.shape[1] - side + 1)
+            c = im[y:y + side, x:x + side]
+            if side != crop:
+                c = cv2.resize(c, (crop, crop), interpolation=cv2.INTER_AREA)
             if rng.random() < 0.5:
                 c = c[:, ::-1]
             if rng.random() < 0.5:
@@ -102,6 +109,8 @@ def main(argv=None):
     ap.add_argument("--crop", type=int, default=256,
                     help="crop side (default 256: z, at 1/64, is then 4x4 rather than 2x2 at 128, so the "
                          "hyper-synthesis and the context learn from interiors, not only borders)")
+    ap.add_argument("--scale-min", type=float, default=1.0,
+                    help="shrink crops by a random factor in [SCALE_MIN, 1] (default 1: no shrinking)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
     ap.add_argument("--log-every", type=int, default=200)
@@ -154,7 +163,7 @@ def main(argv=None):
     images = load_images(args.data, args.crop)
     print(f"{len(images)} training images, config {cfg.to_dict()}", flush=True)
     rng = np.random.default_rng(int(time.time()))
-    gen = batches(images, args.batch, args.crop, rng)
+    gen = batches(images, args.batch, args.crop, rng, args.scale_min)
 
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
