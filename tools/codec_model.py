@@ -23,7 +23,9 @@ Architecture (sizes chosen from speed measurements on a 2-core x86 machine, 640x
 The latent entropy model is a Gaussian conditional on the hyper-latent (Balle et al. 2018), and the
 hyper-latent's is a per-channel discretized logistic. The predicted mean is rounded to an integer (in gained
 units) and the coder codes ``round(y * gain) - mean``: the reconstruction stays ``round(y * gain)`` and the
-decoder needs only integers to undo the shift, while the rate counts the centred residual.
+decoder needs only integers to undo the shift, while the rate counts the centred residual. With
+``fractional_mean`` the residual's table is centred at the mean's fractional part (the runtime rounds it to
+1/8), so the rate is that of the unrounded mean.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ class Config:
     hyper_from: str = "features"
     mean: bool = True
     context: bool = True
+    fractional_mean: bool = True
 
     def __post_init__(self):
         if self.context and not self.mean:
@@ -61,7 +64,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, d):
-        d = {"hyper_from": "y", "mean": False, "context": False, **d}  # runs from before these options
+        d = {"hyper_from": "y", "mean": False, "context": False, "fractional_mean": False,
+             **d}  # runs from before these options
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -241,7 +245,10 @@ class Codec(tf.keras.Model):
         scale = tf.maximum(tf.exp(log_scale) * gain, SCALE_MIN)
         y_noisy = y_g + tf.random.uniform(tf.shape(y_g), -0.5, 0.5) if training else tf.round(y_g)
         if self.cfg.mean:
-            y_noisy = y_noisy - tf.clip_by_value(round_ste(mean * gain), -LATENT_CLIP, LATENT_CLIP)
+            # The coder centres each table at the mean's fraction too (to 1/8): rate is then measured
+            # from the unrounded mean; otherwise from the rounded one, as in the first models.
+            centre = mean * gain if self.cfg.fractional_mean else round_ste(mean * gain)
+            y_noisy = y_noisy - tf.clip_by_value(centre, -LATENT_CLIP, LATENT_CLIP)
         x_hat = self.g_s(y_q * inv_gain)
         bits_y = tf.reduce_sum(gaussian_bits(y_noisy, scale), axis=[1, 2, 3])
         bits_z = tf.reduce_sum(logistic_bits(z_noisy, self.z_loc, self.z_log_scale), axis=[1, 2, 3])

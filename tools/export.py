@@ -246,24 +246,6 @@ def exact_conv_model(w_int8: np.ndarray) -> bytes:
     return convert_float(conv)
 
 
-def gaussian_tables():
-    scales = contract.scale_table()
-    pmfs, offsets, lengths = [], [], []
-    from math import erfc, sqrt
-    width = int(math.ceil(scales[-1] * contract.TAIL_SIGMAS)) + 1
-    for s in scales:
-        r = int(math.ceil(s * contract.TAIL_SIGMAS)) + 1
-        v = np.arange(-r, r + 1, dtype=np.float64)
-        upper = np.array([0.5 * erfc((abs(t) - 0.5) / (s * sqrt(2))) for t in v])
-        lower = np.array([0.5 * erfc((abs(t) + 0.5) / (s * sqrt(2))) for t in v])
-        row = np.zeros(2 * width + 1)
-        row[:len(v)] = upper - lower
-        pmfs.append(row)
-        offsets.append(-r)
-        lengths.append(len(v))
-    return np.array(pmfs), np.array(offsets, np.int32), np.array(lengths, np.int32)
-
-
 def logistic_tables(loc, log_scale):
     pmfs, offsets, lengths = [], [], []
     scale = np.exp(log_scale.astype(np.float64))
@@ -316,13 +298,16 @@ def main(argv=None):
     hyper = quantize_hyper(model, [np.round(z) for z in z_samples])
     if cfg.context:
         hyper.update(quantize_context(model))
+    mean_steps = contract.MEAN_STEPS if cfg.mean else 0
+    if mean_steps:
+        hyper["mean_steps"] = np.array(mean_steps, np.int32)
     np.savez(out / "hyper.npz", **hyper,
              gain=np.exp(model.log_gain.numpy()), inv_gain=np.exp(model.log_inv_gain.numpy()))
     hyper_convs = []
     for i in range(sum(1 for k in hyper if k.startswith("w"))):
         hyper_convs.append(f"hyper_conv{i}.tflite")
         (out / hyper_convs[-1]).write_bytes(exact_conv_model(hyper[f"w{i}"]))
-    CdfTables.from_pmfs(*gaussian_tables()).save(out / "cdf_y.npz")
+    CdfTables.from_pmfs(*contract.latent_pmfs(mean_steps)).save(out / "cdf_y.npz")
     CdfTables.from_pmfs(*logistic_tables(model.z_loc.numpy(), model.z_log_scale.numpy())).save(out / "cdf_z.npz")
 
     manifest = {

@@ -209,7 +209,7 @@ class CdfTables:
     def save(self, path: PathLike) -> None:
         """Write the tables to an ``.npz`` file that ``load`` validates on reading."""
         with open(path, "wb") as f:
-            np.savez(
+            np.savez_compressed(
                 f,
                 format_version=np.int32(FILE_VERSION),
                 precision=np.int32(PRECISION),

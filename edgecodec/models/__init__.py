@@ -142,7 +142,11 @@ class ModelBundle:
 
     @cached_property
     def cdf_y(self) -> CdfTables:
-        return self._tables(contract.CDF_Y)
+        tables = self._tables(contract.CDF_Y)
+        if tables.cdf.shape[0] != self.hyper.tables:
+            raise ModelError(f"{self.dir / contract.CDF_Y}: {tables.cdf.shape[0]} tables, the hyper-synthesis "
+                             f"addresses {self.hyper.tables}")
+        return tables
 
     @cached_property
     def cdf_z(self) -> CdfTables:

@@ -23,6 +23,10 @@ SCALE_MAX = 64.0
 SCALE_LEVELS = 64
 # Each table covers +-TAIL_SIGMAS standard deviations; values beyond are escape-coded by the range coder.
 TAIL_SIGMAS = 6.0
+# Models with a mean head also centre each table at the predicted mean's fractional part, rounded to
+# 1/MEAN_STEPS: MEAN_STEPS + 1 offsets -1/2 .. +1/2 per scale. Table index = scale level * offsets + offset
+# index. Models whose hyper.npz names no offsets (older ones) have one, the zero-centred table.
+MEAN_STEPS = 8
 
 # Images are edge-padded to a multiple of ALIGN; y is then exactly 1/16 of the padded size and z is
 # ceil(1/4) of y (stride-2 'same' convolutions). The hyper-synthesis output is cropped to y's size.
@@ -39,3 +43,32 @@ def log_scale_step() -> float:
 
 def scale_table() -> np.ndarray:
     return np.exp(math.log(SCALE_MIN) + log_scale_step() * np.arange(SCALE_LEVELS))
+
+
+def mean_offsets(steps: int) -> np.ndarray:
+    """The table centres of the offset indices 0 .. steps: -1/2 .. +1/2 in steps of 1/steps (steps=0: [0])."""
+    return np.arange(-(steps // 2), steps // 2 + 1) / steps if steps else np.zeros(1)
+
+
+def latent_pmfs(mean_steps: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pmfs, offsets, lengths) of the latents' tables, for ``CdfTables.from_pmfs``: a unit-bin
+    discretized Gaussian per scale level and, within it, per mean offset, in table-index order
+    (``level * (mean_steps + 1) + offset``). Each covers +-(TAIL_SIGMAS * scale + 1) around zero."""
+    def tail(t, s):  # P(X > t) for X ~ N(0, s), accurate far out on either side
+        return 0.5 * math.erfc(t / (s * math.sqrt(2)))
+
+    scales = scale_table()
+    width = int(math.ceil(scales[-1] * TAIL_SIGMAS)) + 1
+    pmfs, offsets, lengths = [], [], []
+    for s in scales:
+        r = int(math.ceil(s * TAIL_SIGMAS)) + 1
+        v = np.arange(-r, r + 1, dtype=np.float64)
+        for mu in mean_offsets(mean_steps):
+            lo, hi = v - 0.5 - mu, v + 0.5 - mu
+            row = np.zeros(2 * width + 1)
+            row[:len(v)] = [tail(a, s) - tail(b, s) if a >= 0 else tail(-b, s) - tail(-a, s)
+                            for a, b in zip(lo, hi)]
+            pmfs.append(row)
+            offsets.append(-r)
+            lengths.append(len(v))
+    return np.array(pmfs), np.array(offsets, np.int32), np.array(lengths, np.int32)

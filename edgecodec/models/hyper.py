@@ -9,7 +9,9 @@ rounding happens whatever order or FMA use the BLAS picks; the result is cast ba
 
 Models with a mean head carry ``mean_mult`` (qualities x latent channels): their last layer has twice the
 latent channels, the second half being the mean's accumulator, which ``mean_mult[quality]`` (the gain
-folded in) requantizes straight to an integer mean in the gained latent's units.
+folded in) requantizes straight to an integer mean in the gained latent's units. The bits shifted out
+are the mean's fractional part; with ``mean_steps`` (``contract.MEAN_STEPS``) in the weights it picks,
+in integers too, which of the tables centred at -1/2 .. +1/2 codes the latent's residual.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class HyperSynthesis:
             self.mults = [np.asarray(arrays[f"m{i}"], np.int64) for i in range(n)]
             self.index_offset = np.asarray(arrays["index_offset"], np.int64)
             self.mean_mult = np.asarray(arrays["mean_mult"], np.int64) if "mean_mult" in arrays else None
+            self.mean_steps = int(arrays["mean_steps"]) if "mean_steps" in arrays else 0
         except KeyError as exc:
             raise ModelError(f"hyper-synthesis weights lack {exc}") from None
         if not self.weights:
@@ -78,6 +81,9 @@ class HyperSynthesis:
             raise ModelError("hyper-synthesis index offsets do not match its output channels")
         if self.mean_mult is not None and self.mean_mult.shape != self.index_offset.shape:
             raise ModelError("hyper-synthesis mean multipliers do not match its qualities and channels")
+        if self.mean_steps and (self.mean_mult is None or self.mean_steps % 2 or not 0 < self.mean_steps <= 64):
+            raise ModelError(f"hyper-synthesis mean_steps {self.mean_steps}: needs a mean head and an even "
+                             "number of steps up to 64")
         self.convs = [self._numpy_conv(w) for w in self.weights]
         if convs is not None:
             self._check_convs(convs)
@@ -110,6 +116,11 @@ class HyperSynthesis:
     def has_mean(self) -> bool:
         return self.mean_mult is not None
 
+    @property
+    def tables(self) -> int:
+        """How many CDF tables the latents' indices address: scale levels x mean offsets."""
+        return contract.SCALE_LEVELS * (self.mean_steps + 1)
+
     def indices(self, z: np.ndarray, quality: int, shape=None) -> np.ndarray:
         """Table index (int32) per latent, from z symbols (H, W, hyper); (4H, 4W, latent) cropped to ``shape``."""
         return self.predict(z, quality, shape)[0]
@@ -138,11 +149,19 @@ class HyperSynthesis:
         mean_fx = None if self.mean_mult is None else acc[..., n:] * self.mean_mult[quality] + half
         return index_fx, mean_fx
 
-    @staticmethod
-    def finish(index_fx: np.ndarray, mean_fx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Shift fixed-point sums to (table index, mean), clipped to the table range and to int8."""
-        idx = np.clip(index_fx >> contract.HYPER_SHIFT, 0, contract.SCALE_LEVELS - 1).astype(np.int32)
+    def finish(self, index_fx: np.ndarray, mean_fx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Shift fixed-point sums to (table index, mean), clipped to the table range and to int8.
+
+        ``mean_fx`` already holds the rounding half, so its low bits minus that half are the mean's
+        fractional part in [-1/2, 1/2), which ``mean_steps`` rounds to the nearest table centre."""
+        shift = contract.HYPER_SHIFT
+        idx = np.clip(index_fx >> shift, 0, contract.SCALE_LEVELS - 1)
         if mean_fx is None:
-            return idx, np.zeros(idx.shape, np.int32)
-        mean = np.clip(mean_fx >> contract.HYPER_SHIFT, -contract.ACT_MAX, contract.ACT_MAX).astype(np.int32)
-        return idx, mean
+            return idx.astype(np.int32), np.zeros(idx.shape, np.int32)
+        mean = np.clip(mean_fx >> shift, -contract.ACT_MAX, contract.ACT_MAX).astype(np.int32)
+        if self.mean_steps:
+            half = 1 << (shift - 1)
+            frac = (mean_fx & ((1 << shift) - 1)) - half
+            offset = ((frac * self.mean_steps + half) >> shift) + self.mean_steps // 2
+            idx = idx * (self.mean_steps + 1) + offset
+        return idx.astype(np.int32), mean
