@@ -41,3 +41,23 @@ def test_edge_with_an_unknown_flag_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["edge", "--frames-per-second", "3"])
     assert exit_.value.code == 2
+
+
+def test_live_view_password_and_tls_flags_need_http(capsys):
+    assert main(["serve", "--secrets", "x.toml", "--http-users", "v.toml"]) == 2
+    assert "need --http" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--http-tls"], "--http-tls needs --tls-cert"),
+    (["--http-users", "absent.toml"], "cannot read viewers file"),
+])
+def test_live_view_configuration_errors_fail_with_one_line(tmp_path, flags, message):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[cameras]\ncam = "0123456789abcdef0123456789abcdef"\n')
+    secrets.chmod(0o600)
+    out = subprocess.run(edgecodec_cmd("serve", "--secrets", secrets, "--listen", "127.0.0.1:0",
+                                       "--http", "127.0.0.1:0", *flags),
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 1
+    assert message in out.stderr.strip().splitlines()[-1]

@@ -25,9 +25,11 @@ class FakeDecoder:
         return np.full((header.height, header.width, 3), (header.sequence * 40) % 256, np.uint8)
 
 
-async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, dict, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+async def http_get(port: int, path: str, method: str = "GET", headers: dict | None = None,
+                   ssl=None) -> tuple[int, dict, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ssl)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), 20)
     writer.close()

@@ -47,6 +47,10 @@ def register(sub) -> None:
     p.add_argument("--record-rotate-minutes", type=float, default=60, metavar="MIN",
                    help="with --record: start a camera's next file after this long (default 60)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve the live view here (edgecodec.web)")
+    p.add_argument("--http-users", metavar="FILE",
+                   help='with --http: ask for a name and password from FILE\'s [viewers] table (name = "password")')
+    p.add_argument("--http-tls", action="store_true",
+                   help="with --http: serve the live view over HTTPS with --tls-cert / --tls-key")
     p.add_argument("--model", metavar="DIR", help="model folder for decoding consumers (default: bundled)")
     p.add_argument("--decode-threads", type=int, default=1, metavar="N",
                    help="threads for each decoding consumer (default 1)")
@@ -83,6 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not args.secrets:
         print("edgecodec serve: error: --secrets FILE is required", file=sys.stderr)
         return 2
+    if (args.http_users or args.http_tls) and not args.http:
+        print("edgecodec serve: error: --http-users and --http-tls need --http", file=sys.stderr)
+        return 2
     if args.no_listen and not args.mqtt:
         print("edgecodec serve: error: --no-listen needs --mqtt", file=sys.stderr)
         return 2
@@ -95,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         frame_log=args.frame_log, probe=args.probe, probe_reference=args.probe_reference,
         probe_warmup_s=args.probe_warmup, probe_cameras=args.probe_camera,
         model=args.model, decode_threads=args.decode_threads, record=args.record, http=args.http,
+        http_users=args.http_users, http_tls=args.http_tls,
         record_rotate_bytes=int(args.record_rotate_mb * (1 << 20)),
         record_rotate_seconds=args.record_rotate_minutes * 60,
         port_file=args.port_file, status_interval=args.status_interval)

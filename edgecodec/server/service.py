@@ -44,6 +44,8 @@ class ServerConfig:
     record_rotate_bytes: int = 512 << 20
     record_rotate_seconds: float = 3600.0
     http: Optional[str] = None
+    http_users: Optional[str] = None  # TOML file with a [viewers] table: the live view asks for a password
+    http_tls: bool = False  # serve the live view over HTTPS with tls_cert / tls_key
     port_file: Optional[str] = None
     status_interval: float = 60.0  # seconds between per-camera status lines; 0 = never
 
@@ -81,7 +83,12 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
         except ImportError:
             raise ConfigError("--http needs edgecodec.web, which this build does not have") from None
         host, port = parse_host_port(config.http, 8080)
-        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads))
+        if config.http_tls and not config.tls_cert:
+            raise ConfigError("--http-tls needs --tls-cert")
+        viewers = web.Viewers.load(config.http_users) if config.http_users else None
+        context = auth.server_context(config.tls_cert, config.tls_key) if config.http_tls else None
+        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads,
+                                   viewers=viewers, ssl_context=context))
     return attached
 
 

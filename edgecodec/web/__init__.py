@@ -1,16 +1,18 @@
 """The live view: a web page with every camera's live picture and figures, served by the server itself.
 
 ``LiveView`` is the HTTP server, ``feeds`` decodes only what is watched, ``metrics`` renders the
-Prometheus text. ``attach`` is how ``edgecodec serve --http`` adds it.
+Prometheus text, ``access`` checks viewers' passwords. ``attach`` is how ``edgecodec serve --http``
+adds it.
 """
 from __future__ import annotations
 
 import asyncio
 
 from edgecodec.errors import ConfigError
+from edgecodec.web.access import Viewers
 from edgecodec.web.server import LiveView, bind, camera_rows
 
-__all__ = ["LiveView", "attach", "camera_rows", "codec_factory"]
+__all__ = ["LiveView", "Viewers", "attach", "camera_rows", "codec_factory"]
 
 
 def codec_factory(model=None, threads: int = 1):
@@ -24,7 +26,8 @@ def codec_factory(model=None, threads: int = 1):
     return load
 
 
-def attach(hub, host: str, port: int, model=None, threads: int = 1) -> LiveView:
+def attach(hub, host: str, port: int, model=None, threads: int = 1, viewers: Viewers | None = None,
+           ssl_context=None) -> LiveView:
     """Serve the live view from inside a running event loop; the port is bound before this returns.
 
     The returned view's ``close()`` is a coroutine (the server awaits it at shutdown).
@@ -33,7 +36,8 @@ def attach(hub, host: str, port: int, model=None, threads: int = 1) -> LiveView:
         sock = bind(host, port)
     except OSError as exc:
         raise ConfigError(f"cannot serve the live view on {host}:{port}: {exc.strerror}") from None
-    view = LiveView(hub, codec_factory(model, threads), host, port, sock=sock)
+    view = LiveView(hub, codec_factory(model, threads), host, port, sock=sock, viewers=viewers,
+                    ssl_context=ssl_context)
     starting = asyncio.get_running_loop().create_task(view.start())
     stop = view.stop
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 MAX_HEAD = 16 * 1024
 HEAD_TIMEOUT = 10.0
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            413: "Request Header Fields Too Large", 500: "Internal Server Error",
            503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -70,13 +70,14 @@ def response_head(status: int, content_type: str, length: int | None = None, ext
 
 
 async def respond(writer: asyncio.StreamWriter, status: int, body: bytes, content_type: str,
-                  head_only: bool = False) -> None:
-    writer.write(response_head(status, content_type, len(body)))
+                  head_only: bool = False, extra: dict | None = None) -> None:
+    writer.write(response_head(status, content_type, len(body), extra))
     if not head_only:
         writer.write(body)
     await writer.drain()
 
 
-async def respond_error(writer: asyncio.StreamWriter, status: int, message: str = "") -> None:
+async def respond_error(writer: asyncio.StreamWriter, status: int, message: str = "",
+                        extra: dict | None = None) -> None:
     text = f"{status} {REASONS.get(status, '')}\n{message}\n".encode()
-    await respond(writer, status, text, "text/plain; charset=utf-8")
+    await respond(writer, status, text, "text/plain; charset=utf-8", extra=extra)

@@ -16,6 +16,7 @@ import importlib.resources
 import json
 import logging
 import socket
+import ssl
 import struct
 import time
 from typing import Callable, Optional
@@ -23,8 +24,10 @@ from typing import Callable, Optional
 import cv2
 
 from edgecodec.web import metrics, websocket
+from edgecodec.web.access import Viewers
 from edgecodec.web.feeds import LiveDecoder, Picture
-from edgecodec.web.http import HttpError, Request, read_request, respond, respond_error, response_head
+from edgecodec.web.http import (HEAD_TIMEOUT, HttpError, Request, read_request, respond, respond_error,
+                                response_head)
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +89,11 @@ class LiveView:
     """``await start()`` serves on (host, port) — or on a bound ``sock`` — until ``await stop()``."""
 
     def __init__(self, hub, decoder_factory: Callable[[], object], host: str = "127.0.0.1",
-                 port: int = 8080, sock: Optional[socket.socket] = None):
+                 port: int = 8080, sock: Optional[socket.socket] = None, viewers: Optional[Viewers] = None,
+                 ssl_context: Optional[ssl.SSLContext] = None):
         self.hub = hub
+        self.viewers = viewers  # None: anyone who reaches the port
+        self.ssl_context = ssl_context
         self.decoder = LiveDecoder(hub, decoder_factory)
         self.host, self.port = host, port
         self._sock = sock
@@ -105,7 +111,8 @@ class LiveView:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -113,8 +120,18 @@ class LiveView:
             self._sock = bind(self.host, self.port)
         self.decoder.add_listener(self._from_worker)
         self.decoder.start()
-        self._server = await asyncio.start_server(self._serve, sock=self._sock)
-        log.info("live view on %s", self.url)
+        self._server = await asyncio.start_server(self._serve, sock=self._sock, ssl=self.ssl_context,
+                                                  ssl_handshake_timeout=HEAD_TIMEOUT if self.ssl_context else None)
+        log.info("live view on %s%s", self.url, "" if self.viewers else " (no password)")
+        if not self._loopback():
+            if self.viewers is None:
+                log.warning("the live view is open to anyone who reaches %s (see --http-users)", self.url)
+            elif self.ssl_context is None:
+                log.warning("live view passwords cross the network in clear text (see --http-tls)")
+
+    def _loopback(self) -> bool:
+        host = self.address[0]
+        return host in ("localhost", "::1") or host.startswith("127.")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -158,8 +175,11 @@ class LiveView:
         self._connections.add(task)
         try:
             request = await read_request(reader)
-            if request is not None:
+            if request is not None and self._admitted(request, writer):
                 await self._route(request, reader, writer)
+            elif request is not None:
+                await respond_error(writer, 401, "this live view needs a name and password",
+                                    extra=Viewers.challenge())
         except HttpError as exc:
             with contextlib.suppress(ConnectionError):
                 await respond_error(writer, exc.status, str(exc))
@@ -174,6 +194,16 @@ class LiveView:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _admitted(self, request: Request, writer) -> bool:
+        if self.viewers is None:
+            return True
+        given = request.header("authorization")
+        if self.viewers.check(given) is not None:
+            return True
+        if given:  # a browser's first request carries none: only wrong credentials are news
+            log.warning("live view refused %s: wrong name or password", writer.get_extra_info("peername"))
+        return False
 
     async def _route(self, request: Request, reader, writer) -> None:
         if request.method not in ("GET", "HEAD"):
