@@ -46,17 +46,23 @@ def read_secret_file(path: str) -> bytes:
     return check_secret(text, path)
 
 
-def load_secrets(path: str) -> dict[str, bytes]:
-    """Read ``[cameras]`` ``camera_id = "secret"`` pairs from a TOML file."""
+def read_private_toml(path: str, what: str) -> dict:
+    """A TOML file that holds secrets: a warning when other users may read it, ConfigError when it cannot
+    be read or parsed (``what`` names it in messages, e.g. "secrets file")."""
     try:
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_mode & 0o077:
-                log.warning("secrets file %s is readable by other users (chmod 600 it)", path)
-            doc = tomllib.load(f)
+                log.warning("%s %s is readable by other users (chmod 600 it)", what, path)
+            return tomllib.load(f)
     except OSError as exc:
-        raise ConfigError(f"cannot read secrets file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_secrets(path: str) -> dict[str, bytes]:
+    """Read ``[cameras]`` ``camera_id = "secret"`` pairs from a TOML file."""
+    doc = read_private_toml(path, "secrets file")
     cameras = doc.get("cameras")
     if not isinstance(cameras, dict) or not cameras:
         raise ConfigError(f"{path}: needs a [cameras] table of camera_id = \"secret\" lines")

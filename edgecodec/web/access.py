@@ -9,16 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import logging
-import os
 import secrets
-import tomllib
 
 from edgecodec.errors import ConfigError
+from edgecodec.transport.auth import read_private_toml
 
 REALM = "edgecodec live view"
-
-log = logging.getLogger(__name__)
 
 
 class Viewers:
@@ -32,15 +28,7 @@ class Viewers:
 
     @classmethod
     def load(cls, path: str) -> "Viewers":
-        try:
-            with open(path, "rb") as f:
-                if os.fstat(f.fileno()).st_mode & 0o077:
-                    log.warning("viewers file %s is readable by other users (chmod 600 it)", path)
-                doc = tomllib.load(f)
-        except OSError as exc:
-            raise ConfigError(f"cannot read viewers file {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+        doc = read_private_toml(path, "viewers file")
         table = doc.get("viewers")
         if not isinstance(table, dict) or not table:
             raise ConfigError(f'{path}: needs a [viewers] table of name = "password" lines')
