@@ -7,6 +7,9 @@ Routes:
     /snapshot/<camera>.jpg  the newest frame, decoded on demand (.png too)
     /api/cameras            per-camera figures as JSON
     /metrics                the same figures for Prometheus
+
+With ``viewers`` every route first asks for HTTP Basic credentials (``access``); with ``ssl_context``
+the whole view is served over HTTPS.
 """
 from __future__ import annotations
 
