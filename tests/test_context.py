@@ -135,7 +135,7 @@ def test_forged_context_streams_never_crash(context_model):
 def test_context_without_a_mean_head_is_refused(context_model, tmp_path):
     shutil.copytree(context_model, tmp_path / "m")
     with np.load(tmp_path / "m" / "hyper.npz") as data:
-        arrays = {k: data[k] for k in data.files if k != "mean_mult"}
+        arrays = {k: data[k] for k in data.files if k not in ("mean_mult", "mean_steps")}
     last = sum(1 for k in arrays if k.startswith("w")) - 1
     m = arrays[f"m{last}"].shape[0]
     arrays[f"w{last}"] = arrays[f"w{last}"][..., :m]

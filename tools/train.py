@@ -105,12 +105,12 @@ def main(argv=None):
     ap.add_argument("--init", help="weights.npz to start from when the run has no checkpoint")
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")
     ap.add_argument("--hours", type=float, default=1e9, help="stop after this much wall time")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--crop", type=int, default=256,
-                    help="crop side (default 256: z, at 1/64, is then 4x4 rather than 2x2 at 128, so the "
+    ap.add_argument("--batch", type=int, default=2, help="crops per step (default 2)")
+    ap.add_argument("--crop", type=int, default=384,
+                    help="crop side (default 384: z, at 1/64, is then 6x6, where 128 gave 2x2, so the "
                          "hyper-synthesis and the context learn from interiors, not only borders)")
-    ap.add_argument("--scale-min", type=float, default=1.0,
-                    help="shrink crops by a random factor in [SCALE_MIN, 1] (default 1: no shrinking)")
+    ap.add_argument("--scale-min", type=float, default=0.5,
+                    help="shrink crops by a random factor in [SCALE_MIN, 1] first (default 0.5; 1: never)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
     ap.add_argument("--log-every", type=int, default=200)
