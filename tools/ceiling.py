@@ -20,6 +20,7 @@ import os
 import pathlib
 import sys
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     weights = pathlib.Path(args.weights)
+    if not weights.exists() or not weights.with_suffix(".json").exists():
+        print(f"ceiling: {weights} and its .json are needed", file=sys.stderr)
+        return 1
     cfg = Config.from_dict(json.loads(weights.with_suffix(".json").read_text())["config"])
     model = Codec(cfg)
     model.build_all()
@@ -54,9 +58,8 @@ def main(argv=None) -> int:
     q = args.quality % len(cfg.lambdas)
     gain, inv_gain = tf.exp(model.log_gain[q]), tf.exp(model.log_inv_gain[q])
 
-    import cv2
-
-    files = sorted(p for p in pathlib.Path(args.images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    folder = pathlib.Path(args.images)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
         print(f"ceiling: no images in {args.images}", file=sys.stderr)
         return 1
