@@ -23,6 +23,11 @@ def _write_offsets(folder, steps):
     arrays["mean_steps"] = np.array(steps, np.int32)
     np.savez(folder / "hyper.npz", **arrays)
     CdfTables.from_pmfs(*contract.latent_pmfs(steps)).save(folder / contract.CDF_Y)
+    _rehash(folder)
+
+
+def _rehash(folder):
+    """Give the manifest the id of the files as they now are."""
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["model_id"] = ModelBundle(folder, manifest).compute_id().hex()
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -89,9 +94,7 @@ def test_decoder_picks_the_encoders_offset_tables_under_other_thread_counts(both
 def test_model_whose_table_count_does_not_match_its_offsets_is_refused(tmp_path):
     folder = _copy_models(tmp_path / "m", contract.MEAN_STEPS)
     CdfTables.from_pmfs(*contract.latent_pmfs(0)).save(folder / contract.CDF_Y)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["model_id"] = ModelBundle(folder, manifest).compute_id().hex()
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _rehash(folder)
     with pytest.raises(ModelError, match="tables"):
         Codec.load(folder).encode(synthetic_photo(32, 32), 0)
 
