@@ -1,4 +1,5 @@
-"""Declares what setup.cfg cannot: the C range coder extension, and models/ installed as edgecodec.zoo."""
+"""Declares what setup.cfg cannot: the C extensions (range coder, fixed-point kernels), and models/
+installed as edgecodec.zoo."""
 from setuptools import Extension, find_packages, setup
 
 setup(
@@ -10,6 +11,11 @@ setup(
             "edgecodec.entropy._rangecoder",
             sources=["edgecodec/entropy/_rangecoder.c"],
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
-        )
+        ),
+        Extension(
+            "edgecodec.models._fixedpoint",
+            sources=["edgecodec/models/_fixedpoint.c"],
+            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+        ),
     ],
 )

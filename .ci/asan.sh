@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the C range coder with AddressSanitizer and UBSan into a temporary directory and run the
-# coder, bitstream and fuzz tests against that build. Any sanitizer report fails the run.
+# Build the C extensions (range coder, fixed-point kernels) with AddressSanitizer and UBSan into a
+# temporary directory and run the coder, bitstream, fuzz and kernel tests against that build.
+# Any sanitizer report fails the run.
 #   PY=.venv/bin/python .ci/asan.sh        (PY: a Python with numpy and pytest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ PY=${PY:-.venv/bin/python}
 case "$PY" in /*) ;; *) PY="$REPO/$PY" ;; esac
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 TESTS=(tests/test_entropy_coder.py tests/test_entropy_tables.py tests/test_entropy_fuzz.py
-       tests/test_bitstream.py)
+       tests/test_bitstream.py tests/test_fixedpoint.py)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

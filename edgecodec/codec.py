@@ -14,7 +14,7 @@ from edgecodec import bitstream, entropy
 from edgecodec.bitstream import Header, Kind
 from edgecodec.errors import BitstreamError, EdgecodecError
 from edgecodec.models import ModelBundle, contract
-from edgecodec.models.context import anchors
+from edgecodec.models.context import passes
 
 MAX_SIDE = 65535
 
@@ -115,15 +115,11 @@ class Codec:
         y, z = self.analyse(pad_image(rgb), quality)
         z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
         streams = [entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z)]
-        fixed = self.bundle.hyper.predict_fixed(z, quality, y.shape[:2])
-        if self._context is None:
-            y_index, y_mean = self.bundle.hyper.finish(*fixed)
-            streams.append(entropy.encode((y - y_mean).ravel(), y_index.ravel(), self.bundle.cdf_y))
-        else:
-            first = anchors(*y.shape[:2])
-            for refine, positions in ((False, first), (True, ~first)):
-                y_index, y_mean = self._tables_at(fixed, positions, y, quality, refine)
-                streams.append(entropy.encode(y[positions] - y_mean, y_index, self.bundle.cdf_y))
+        sums = self.bundle.hyper.sums(z, y.shape[:2])
+        flat_y = y.reshape(-1, self._y_channels)
+        for rows, refine in self._passes(*y.shape[:2]):
+            y_index, y_mean = self._tables_at(sums, rows, y, quality, refine)
+            streams.append(entropy.encode(flat_y[rows] - y_mean, y_index, self.bundle.cdf_y))
         header = Header(kind=kind, model_id=self.model_id, width=w, height=h, channels=channels,
                         quality=quality, sequence=sequence, timestamp_us=timestamp_us)
         return bitstream.pack(header, streams)
@@ -133,15 +129,19 @@ class Codec:
         header, streams = bitstream.unpack(packet, expect_model_id=self.model_id)
         return self.decode_parts(header, streams)
 
-    def _tables_at(self, fixed, positions, y, quality, refine: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(table index, mean), each (N, M), of the latents at ``positions`` (H, W): anchors use the
-        hyper-synthesis alone; with ``refine`` (second pass) the context's corrections from y are added."""
-        index_fx, mean_fx = (part[positions] for part in fixed)
-        if not refine:
-            return self.bundle.hyper.finish(index_fx, mean_fx)
-        correction = self._context.correction(y, quality, positions)
-        m = self._y_channels
-        return self.bundle.hyper.finish(index_fx + correction[:, :m], mean_fx + correction[:, m:])
+    def _passes(self, height: int, width: int) -> list[tuple[np.ndarray, bool]]:
+        """(flat latent positions, refine) per coded y stream: every position in one pass, or the
+        checkerboard's anchors and then, refined by the context model, the rest."""
+        if self._context is None:
+            return [(np.arange(height * width, dtype=np.int32), False)]
+        first, second = passes(height, width)
+        return [(first, False), (second, True)]
+
+    def _tables_at(self, sums, rows, y, quality, refine: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, mean), each (N, M), of the latents at flat positions ``rows``: from the
+        hyper-synthesis alone, or with ``refine`` plus the context's terms from y's decoded anchors."""
+        context = self._context.terms(y, quality, rows, self.threads) if refine else None
+        return self.bundle.hyper.finish_at(sums, quality, rows, context)
 
     def decode_parts(self, header: Header, streams: list[bytes]) -> np.ndarray:
         y = self.decode_latents(header, streams)
@@ -163,17 +163,12 @@ class Codec:
         z_shape = (-(-yh // 4), -(-yw // 4), self._z_channels)
         z_index = np.broadcast_to(np.arange(self._z_channels, dtype=np.int32), z_shape)
         z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
-        fixed = self.bundle.hyper.predict_fixed(z, quality, (yh, yw))
+        sums = self.bundle.hyper.sums(z, (yh, yw))
         # The int8 encoder never writes latents outside int8; a forged stream can, and would overflow
         # the synthesis to inf/NaN. Clamping keeps any decodable stream's image finite.
-        if self._context is None:
-            y_index, y_mean = self.bundle.hyper.finish(*fixed)
-            y = entropy.decode(streams[1], y_index.ravel(), self.bundle.cdf_y).reshape(y_index.shape) + y_mean
-            np.clip(y, -128, 127, out=y)
-        else:
-            y = np.zeros((yh, yw, self._y_channels), np.int32)
-            first = anchors(yh, yw)
-            for refine, positions, stream in ((False, first, streams[1]), (True, ~first, streams[2])):
-                y_index, y_mean = self._tables_at(fixed, positions, y, quality, refine)
-                y[positions] = np.clip(entropy.decode(stream, y_index, self.bundle.cdf_y) + y_mean, -128, 127)
+        y = np.zeros((yh, yw, self._y_channels), np.int32)
+        flat_y = y.reshape(-1, self._y_channels)
+        for (rows, refine), stream in zip(self._passes(yh, yw), streams[1:]):
+            y_index, y_mean = self._tables_at(sums, rows, y, quality, refine)
+            flat_y[rows] = np.clip(entropy.decode(stream, y_index, self.bundle.cdf_y) + y_mean, -128, 127)
         return y

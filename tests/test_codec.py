@@ -146,6 +146,17 @@ def test_decoder_table_indices_and_means_equal_encoders_across_interpreter_setti
         assert np.array_equal(dec_means, enc_means)
 
 
+def test_committed_models_tables_equal_the_numpy_reference_on_real_latents():
+    """The C requantization under TFLite kernels gives what the all-numpy reference computes."""
+    codec = Codec.load()
+    hyper = codec.bundle.hyper
+    for q in (0, 4, codec.qualities[-1]):
+        y, z = codec.analyse(pad_image(synthetic_photo(144, 208, seed=q)), q)
+        expected = hyper.finish(*hyper.predict_fixed(z, q, y.shape[:2]))
+        got = hyper.predict(z, q, y.shape[:2])
+        assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
 HASH_INDICES = """
 import hashlib, sys, numpy as np
 from edgecodec.models import ModelBundle

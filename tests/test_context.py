@@ -12,7 +12,7 @@ from edgecodec import bitstream
 from edgecodec.codec import Codec, pad_image
 from edgecodec.errors import EdgecodecError, ModelError
 from edgecodec.models import ModelBundle, default_model_dir
-from edgecodec.models.context import TAPS, CheckerboardContext, anchors
+from edgecodec.models.context import TAPS, CheckerboardContext, anchors, passes
 from tests.test_codec import check_forged_streams_never_crash, synthetic_photo
 
 
@@ -101,17 +101,18 @@ def test_second_pass_tables_and_means_come_from_the_decoded_anchors(context_mode
     """Non-anchor tables differ from the hyper-synthesis' own, and follow the anchors' values."""
     codec = Codec.load(context_model)
     y, z = codec.analyse(pad_image(synthetic_photo(seed=9)), 4)
-    fixed = codec.bundle.hyper.predict_fixed(z, 4, y.shape[:2])
+    sums = codec.bundle.hyper.sums(z, y.shape[:2])
     others = ~anchors(*y.shape[:2])
-    hyper_only = codec._tables_at(fixed, others, y, 4, refine=False)
-    refined = codec._tables_at(fixed, others, y, 4, refine=True)
+    rows = passes(*y.shape[:2])[1]
+    hyper_only = codec._tables_at(sums, rows, y, 4, refine=False)
+    refined = codec._tables_at(sums, rows, y, 4, refine=True)
     assert not np.array_equal(refined[0], hyper_only[0]) and not np.array_equal(refined[1], hyper_only[1])
     moved = y.copy()
     moved[anchors(*y.shape[:2])] += 5
-    assert not np.array_equal(codec._tables_at(fixed, others, moved, 4, refine=True)[1], refined[1])
+    assert not np.array_equal(codec._tables_at(sums, rows, moved, 4, refine=True)[1], refined[1])
     y_others_changed = y.copy()
     y_others_changed[others] += 5
-    assert np.array_equal(codec._tables_at(fixed, others, y_others_changed, 4, refine=True)[0], refined[0])
+    assert np.array_equal(codec._tables_at(sums, rows, y_others_changed, 4, refine=True)[0], refined[0])
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (17, 33, 3), (3, 4000, 3)])

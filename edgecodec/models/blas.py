@@ -4,13 +4,15 @@ OpenBLAS worker threads keep spinning for a while after each product; on a 2-cor
 starve the interpreter's threads (measured at 640x480 on 2 cores: encode 53 ms -> 35 ms, decode
 90 ms -> 59 ms once the hyper-synthesis products run on one thread). The products here are small, so
 one thread loses nothing. Uses OpenBLAS's per-thread setting when numpy bundles OpenBLAS on Linux;
-elsewhere it does nothing.
+elsewhere it does nothing. ``matmul`` splits a larger product by rows over a few such threads instead.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -47,3 +49,37 @@ def single_threaded():
         yield
     finally:
         _SET_LOCAL(previous)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _helpers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="edgecodec-blas")
+        return _pool
+
+
+def matmul(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
+    """``a @ b`` with its rows split over ``threads`` threads (the caller's own among them), each running
+    the BLAS single-threaded. Each output element is the same sum as in the whole product, so splitting
+    changes no result."""
+    threads = max(1, min(threads, 4, len(a) // 32))
+    if threads == 1:
+        with single_threaded():
+            return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    bounds = np.linspace(0, len(a), threads + 1).astype(int)
+
+    def part(i):
+        with single_threaded():
+            np.matmul(a[bounds[i]:bounds[i + 1]], b, out=out[bounds[i]:bounds[i + 1]])
+
+    others = [_helpers().submit(part, i) for i in range(1, threads)]
+    part(0)
+    for future in others:
+        future.result()
+    return out

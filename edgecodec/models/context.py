@@ -10,10 +10,12 @@ same reason they compute the hyper-synthesis identically (see ``hyper`` and ``do
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from edgecodec.errors import ModelError
-from edgecodec.models.blas import single_threaded
+from edgecodec.models.blas import matmul
 
 TAPS = 4
 # Latents are int8 ([-128, 127]); weights are in [-127, 127]. A sum of TAPS * channels such products
@@ -24,6 +26,16 @@ MAX_CHANNELS = (1 << 24) // (TAPS * 128 * 127)
 def anchors(height: int, width: int) -> np.ndarray:
     """Boolean (H, W): True where a latent position is an anchor, coded in the first pass."""
     return (np.add.outer(np.arange(height), np.arange(width)) % 2) == 0
+
+
+@lru_cache(maxsize=16)
+def passes(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions (int32, raster order) of the anchors, then of the other latents: the two passes."""
+    first = anchors(height, width).ravel()
+    rows = (np.flatnonzero(first).astype(np.int32), np.flatnonzero(~first).astype(np.int32))
+    for r in rows:
+        r.flags.writeable = False
+    return rows
 
 
 class CheckerboardContext:
@@ -48,17 +60,26 @@ class CheckerboardContext:
         self.latent_channels = m
         self._float = [w.reshape(TAPS * m, 2 * m).astype(np.float32) for w in self.weights]
 
+    def sums(self, y: np.ndarray, quality: int, rows: np.ndarray, threads: int = 1) -> np.ndarray:
+        """Exact integer sums (float32 (N, 2M)) of the quality's taps over y's four neighbours of each flat
+        position in ``rows`` (zero outside the image), before the fixed-point multipliers. Only anchor
+        values are read when ``rows`` are non-anchors. The product is split over ``threads`` threads."""
+        h, w, m = y.shape
+        stride = w + 2
+        padded = np.zeros(((h + 2) * stride, m), np.float32)
+        padded.reshape(h + 2, stride, m)[1:-1, 1:-1] = np.clip(y, -128, 127)
+        rows = np.asarray(rows, np.int64)
+        centre = (rows // w + 1) * stride + rows % w + 1
+        gathered = padded[centre[:, None] + np.array([-stride, -1, 1, stride])]  # (N, up/left/right/down, M)
+        return matmul(gathered.reshape(len(rows), TAPS * m), self._float[quality], threads)
+
+    def terms(self, y: np.ndarray, quality: int, rows: np.ndarray,
+              threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sums, multipliers, offsets): the context's contribution at ``rows`` for ``finish_at``."""
+        return self.sums(y, quality, rows, threads), self.mult[quality], self.offset[quality]
+
     def correction(self, y: np.ndarray, quality: int, targets: np.ndarray) -> np.ndarray:
         """Fixed-point (N, 2M) corrections for the N positions where ``targets`` (H, W) is True, in raster
-        order, from y's values at their four neighbours (zero outside the image). Only anchor values are
-        read when ``targets`` are the non-anchors."""
-        h, w, m = y.shape
-        padded = np.zeros((h + 2, w + 2, m), np.float32)
-        padded[1:-1, 1:-1] = np.clip(y, -128, 127)
-        rows, cols = np.nonzero(targets)
-        rows, cols = rows + 1, cols + 1
-        gathered = np.stack([padded[rows - 1, cols], padded[rows, cols - 1],
-                             padded[rows, cols + 1], padded[rows + 1, cols]], axis=1)
-        with single_threaded():
-            acc = gathered.reshape(len(rows), TAPS * m) @ self._float[quality]
-        return acc.astype(np.int64) * self.mult[quality] + self.offset[quality]
+        order, from y's values at their four neighbours (zero outside the image)."""
+        rows = np.flatnonzero(targets).astype(np.int32)
+        return self.sums(y, quality, rows).astype(np.int64) * self.mult[quality] + self.offset[quality]

@@ -12,13 +12,17 @@ latent channels, the second half being the mean's accumulator, which ``mean_mult
 folded in) requantizes straight to an integer mean in the gained latent's units. The bits shifted out
 are the mean's fractional part; with ``mean_steps`` (``contract.MEAN_STEPS``) in the weights it picks,
 in integers too, which of the tables centred at -1/2 .. +1/2 codes the latent's residual.
+
+The runtime path (``sums``, ``finish_at``) does the requantization in the C kernel ``_fixedpoint``, one
+pass over memory instead of a dozen numpy temporaries; ``predict_fixed`` and ``finish`` spell the same
+integer arithmetic out in numpy, and the tests hold the two to each other bit for bit.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from edgecodec.errors import ModelError
-from edgecodec.models import contract
+from edgecodec.models import _fixedpoint, contract
 from edgecodec.models.blas import single_threaded
 
 MAX_TAPS = (1 << 24) // (contract.ACT_MAX * contract.ACT_MAX)
@@ -84,6 +88,7 @@ class HyperSynthesis:
         if self.mean_steps and (self.mean_mult is None or self.mean_steps % 2 or not 0 < self.mean_steps <= 64):
             raise ModelError(f"hyper-synthesis mean_steps {self.mean_steps}: needs a mean head and an even "
                              "number of steps up to 64")
+        self._half = np.int64(1 << (contract.HYPER_SHIFT - 1))
         self.convs = [self._numpy_conv(w) for w in self.weights]
         if convs is not None:
             self._check_convs(convs)
@@ -128,11 +133,57 @@ class HyperSynthesis:
     def predict(self, z: np.ndarray, quality: int, shape=None) -> tuple[np.ndarray, np.ndarray]:
         """(table index, integer mean), both int32 (4H, 4W, latent) cropped to ``shape``; means are 0
         for a scale-only model. The coded symbol of a latent is its value minus its mean."""
-        return self.finish(*self.predict_fixed(z, quality, shape))
+        sums = self.sums(z, shape)
+        h, w = sums.shape[:2]
+        idx, mean = self.finish_at(sums, quality, np.arange(h * w, dtype=np.int32))
+        return idx.reshape(h, w, -1), mean.reshape(h, w, -1)
+
+    def sums(self, z: np.ndarray, shape=None) -> np.ndarray:
+        """The last layer's convolution sums (float32 (4H, 4W, K) cropped to ``shape``, exact integers,
+        bias not added; K = latent channels, twice that with a mean head), for ``finish_at``."""
+        a = np.clip(z, -contract.ACT_MAX, contract.ACT_MAX).astype(np.float32)
+        last = len(self.weights) - 1
+        for i, conv in enumerate(self.convs):
+            if i == last and shape is not None:
+                a = a[:shape[0] + 1, :shape[1] + 1]
+            s = np.ascontiguousarray(conv(a), np.float32)
+            if i < last:
+                h, w, c = s.shape
+                params = np.stack([self.mults[i], self.biases[i] * self.mults[i] + self._half])
+                a = np.empty_like(s)
+                _fixedpoint.requant(s.reshape(h * w, c), params, contract.HYPER_SHIFT, 0, contract.ACT_MAX,
+                                    a.reshape(h * w, c))
+                a = _depth_to_space(a)
+        if shape is not None:
+            s = s[:shape[0], :shape[1]]
+        return np.ascontiguousarray(s)
+
+    def finish_at(self, sums: np.ndarray, quality: int, rows: np.ndarray,
+                  context: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, mean), int32 (N, latent), of the latents at flat positions ``rows`` (int32) of
+        ``sums`` (H, W, K) from ``sums``. ``context``, if given, is (context sums (N, K), multipliers (K),
+        offsets (K)) whose fixed-point products are added before the final shift (see ``context``)."""
+        n, m = len(rows), self.latent_channels
+        flat = sums.reshape(-1, sums.shape[-1])
+        mult = self.mults[-1] if self.mean_mult is None else np.concatenate([self.mults[-1], self.mean_mult[quality]])
+        offset = np.zeros_like(mult)
+        offset[:m] = self.index_offset[quality]
+        params = np.stack([mult, self.biases[-1] * mult + offset + self._half, np.zeros_like(mult)])
+        ctx_sums = None
+        if context is not None:
+            ctx_sums, ctx_mult, ctx_offset = context
+            params[1] += ctx_offset
+            params[2] = ctx_mult
+        idx = np.empty((n, m), np.int32)
+        mean = np.empty((n, m), np.int32)
+        _fixedpoint.finish(flat, rows, params, ctx_sums, contract.HYPER_SHIFT, contract.SCALE_LEVELS,
+                           self.mean_steps, contract.ACT_MAX, idx, mean)
+        return idx, mean
 
     def predict_fixed(self, z: np.ndarray, quality: int, shape=None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The last layer's fixed-point sums (int64, before the final shift) for the index and the mean
-        (None for a scale-only model): where the checkerboard context adds its corrections."""
+        """The numpy reference: the last layer's fixed-point sums (int64, before the final shift) for the
+        index and the mean (None for a scale-only model), where the checkerboard context adds its
+        corrections; ``finish`` completes them."""
         a = np.clip(z.astype(np.int64), -contract.ACT_MAX, contract.ACT_MAX)
         last = len(self.weights) - 1
         half = 1 << (contract.HYPER_SHIFT - 1)
