@@ -8,7 +8,9 @@ Writes, per the model contract in ``docs/models.md``:
   one per quality, with that quality's gain folded into the last analysis convolution. Both outputs are
   pinned to scale 1, zero point 0 by FakeQuant nodes, so the int8 output *is* the rounded latent.
   The first 5x5/2 convolution is written as space-to-depth + an equivalent 3x3 convolution (same sums,
-  a third faster in TFLite's int8 kernels).
+  a third faster in TFLite's int8 kernels). Each ReLU output's int8 range is the one with the least
+  quantization error on the calibration crops (``--act-ranges mse``), not their min/max: -0.2 % BD-rate
+  on eight Kodak images at step 152 735, the same weights either way.
 * ``encoder_float.tflite``: the float twin (ungained y, and z), used to measure what int8 costs.
 * ``decoder.tflite``: float synthesis transform (latents in, RGB in [0, 255] out).
 * ``hyper.npz``: the hyper-synthesis as int8 weights with integer requantization (run by
@@ -70,13 +72,8 @@ def calibration_crops(folders, n=24, size=256, seed=0):
     return crops
 
 
-def encoder_function(model: Codec, quality: int | None, fake_quant: bool, space_to_depth: bool = True):
-    """Analysis + hyper-analysis on 0..255 RGB; with a quality, its gain is folded into the last conv.
-
-    The gained latents are pinned to scale 1 (their int8 values are the symbols). The hyper-analysis
-    reads the last hidden features (or, for models trained with ``hyper_from="y"``, an ungained copy of
-    the last convolution: h_a fed with the rounded, gained latents would starve at low qualities).
-    """
+def _encoder_layers(model: Codec, quality: int | None, space_to_depth: bool = True):
+    """(hidden analysis layers, hyper-analysis layers, last conv, gained last conv, s2d first) as constants."""
     ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
     ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
     ga[0] = (ga[0][0] / 255.0, ga[0][1], ga[0][2])
@@ -88,29 +85,82 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool, space_
     if quality is not None:
         gain = np.exp(model.log_gain.numpy()[quality])
         gained = (last[0] * gain, last[1] * gain, last[2])
-    from_features = model.cfg.hyper_from == "features"
 
     def const(layers):
         return [(tf.constant(k, tf.float32), tf.constant(b, tf.float32), s) for k, b, s in layers]
 
     ga, ha, (last,), (gained,) = const(ga), const(ha), const([last]), const([gained])
+    return ga, ha, last, gained, s2d_first
+
+
+def _analyse(image, layers, quality, from_features, fq, hidden):
+    """y and z of ``image`` (0..255); ``hidden(i, h)`` sees (and may replace) the i-th ReLU output."""
+    ga, ha, last, gained, s2d_first = layers
+    h = tf.nn.space_to_depth(image, 2) if s2d_first else image
+    for i, (k, b, s) in enumerate(ga):
+        h = hidden(i, tf.nn.relu(conv_apply(h, k, b, s)))
+    y = fq(conv_apply(h, *gained))
+    if not from_features:
+        h = conv_apply(h, *last) if quality is not None else y
+    for i, (k, b, s) in enumerate(ha):
+        h = conv_apply(h, k, b, s)
+        if i < len(ha) - 1:
+            h = hidden(len(ga) + i, tf.nn.relu(h))
+    return y, fq(h)
+
+
+def activation_ranges(model: Codec, crops, samples: int = 1 << 20, seed: int = 0) -> list[float]:
+    """Per ReLU output of the encoder, the top of the int8 range that minimizes the quantization error on
+    the calibration crops. Plain min/max calibration lets a few outliers set the step for every value;
+    the ReLU outputs' long tails made that step several times too coarse."""
+    layers = _encoder_layers(model, None)
+    values: dict[int, list[np.ndarray]] = {}
+
+    def record(i, h):
+        values.setdefault(i, []).append(h.numpy().ravel())
+        return h
+
+    for c in crops:
+        _analyse(tf.constant(c[None]), layers, None, model.cfg.hyper_from == "features", lambda t: t, record)
+    rng = np.random.default_rng(seed)
+    tops = []
+    for i in sorted(values):
+        x = np.concatenate(values[i])
+        x = x[rng.integers(0, len(x), min(samples, len(x)))] if len(x) > samples else x
+        peak = float(x.max())
+        best, best_err = peak, np.inf
+        for top in peak * np.linspace(0.1, 1.0, 91):
+            step = top / 255.0
+            err = float(np.mean((x - np.clip(np.round(x / step), 0, 255) * step) ** 2))
+            if err < best_err:
+                best, best_err = float(top), err
+        tops.append(best)
+    return tops
+
+
+def encoder_function(model: Codec, quality: int | None, fake_quant: bool, space_to_depth: bool = True,
+                     act_tops: list[float] | None = None):
+    """Analysis + hyper-analysis on 0..255 RGB; with a quality, its gain is folded into the last conv.
+
+    The gained latents are pinned to scale 1 (their int8 values are the symbols). The hyper-analysis
+    reads the last hidden features (or, for models trained with ``hyper_from="y"``, an ungained copy of
+    the last convolution: h_a fed with the rounded, gained latents would starve at low qualities).
+    ``act_tops`` (from ``activation_ranges``) pins each ReLU output's int8 range to [0, top].
+    """
+    layers = _encoder_layers(model, quality, space_to_depth)
+    from_features = model.cfg.hyper_from == "features"
 
     def fq(t):
         return tf.quantization.fake_quant_with_min_max_args(t, min=-128.0, max=127.0, num_bits=8) if fake_quant else t
 
+    def hidden(i, h):
+        if act_tops is None:
+            return h
+        return tf.quantization.fake_quant_with_min_max_args(h, min=0.0, max=act_tops[i], num_bits=8)
+
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
     def encode(image):
-        h = tf.nn.space_to_depth(image, 2) if s2d_first else image
-        for k, b, s in ga:
-            h = tf.nn.relu(conv_apply(h, k, b, s))
-        y = fq(conv_apply(h, *gained))
-        if not from_features:
-            h = conv_apply(h, *last) if quality is not None else y
-        for i, (k, b, s) in enumerate(ha):
-            h = conv_apply(h, k, b, s)
-            if i < len(ha) - 1:
-                h = tf.nn.relu(h)
-        z = fq(h)
+        y, z = _analyse(image, layers, quality, from_features, fq, hidden)
         return {"y": tf.identity(y, name="y"), "z": tf.identity(z, name="z")}
 
     return encode
@@ -270,6 +320,8 @@ def main(argv=None):
     ap.add_argument("--calib", nargs="+", required=True, help="training image folders for int8 calibration")
     ap.add_argument("-o", "--out", default="models", help="output folder")
     ap.add_argument("--kodak", help="evaluate the exported models on this folder and record it in the manifest")
+    ap.add_argument("--act-ranges", choices=("mse", "minmax"), default="mse",
+                    help="int8 activation ranges: least quantization error (default) or the calibration min/max")
     args = ap.parse_args(argv)
 
     weights = pathlib.Path(args.weights)
@@ -282,10 +334,11 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
 
     crops = calibration_crops(args.calib)
+    act_tops = activation_ranges(model, crops) if args.act_ranges == "mse" else None
     files = {}
     for q in range(len(cfg.lambdas)):
         name = f"encoder_q{q}.tflite"
-        (out / name).write_bytes(convert_int8(encoder_function(model, q, True), crops))
+        (out / name).write_bytes(convert_int8(encoder_function(model, q, True, act_tops=act_tops), crops))
         files[name] = "int8 encoder"
         print(f"wrote {name}", flush=True)
     (out / "encoder_float.tflite").write_bytes(convert_float(encoder_function(model, None, False)))

@@ -161,8 +161,8 @@ class HyperSynthesis:
     def finish_at(self, sums: np.ndarray, quality: int, rows: np.ndarray,
                   context: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(table index, mean), int32 (N, latent), of the latents at flat positions ``rows`` (int32) of
-        ``sums`` (H, W, K) from ``sums``. ``context``, if given, is (context sums (N, K), multipliers (K),
-        offsets (K)) whose fixed-point products are added before the final shift (see ``context``)."""
+        ``sums`` (H, W, K). ``context``, if given, is (context sums (N, K), multipliers (K), offsets (K)),
+        whose fixed-point products are added before the final shift (see ``context``)."""
         n, m = len(rows), self.latent_channels
         flat = sums.reshape(-1, sums.shape[-1])
         mult = self.mults[-1] if self.mean_mult is None else np.concatenate([self.mults[-1], self.mean_mult[quality]])
