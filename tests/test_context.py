@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -147,3 +149,28 @@ def test_context_without_a_mean_head_is_refused(context_model, tmp_path):
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="needs the mean head"):
         Codec(ModelBundle.load(tmp_path / "m", verify=False))
+
+
+FORK_AFTER_SPLIT = """
+import multiprocessing as mp, numpy as np
+from edgecodec.models.blas import matmul
+a, b = np.arange(6400, dtype=np.float32).reshape(200, 32) % 7, np.ones((32, 8), np.float32)
+def child(_):
+    return float(matmul(a, b, 2).sum())
+parent = child(0)
+with mp.get_context("fork").Pool(2) as pool:
+    print(pool.map(child, range(2)) == [parent, parent])
+"""
+
+
+def test_split_product_equals_the_whole_and_still_runs_in_a_forked_child():
+    """Row-split products give the same sums; a child forked after the helper threads started must not
+    wait forever on threads it did not inherit."""
+    from edgecodec.models.blas import matmul
+
+    rng = np.random.default_rng(8)
+    a = rng.integers(-128, 128, (301, 512)).astype(np.float32)
+    b = rng.integers(-127, 128, (512, 256)).astype(np.float32)
+    assert np.array_equal(matmul(a, b, 1), matmul(a, b, 2))
+    out = subprocess.run([sys.executable, "-c", FORK_AFTER_SPLIT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr

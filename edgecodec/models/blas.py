@@ -52,14 +52,18 @@ def single_threaded():
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
 _pool_lock = threading.Lock()
 
 
 def _helpers() -> ThreadPoolExecutor:
-    global _pool
+    """The helper threads of this process: a child forked from a process that had them gets its own,
+    since it inherits the pool's bookkeeping but not its threads, and its work would never run."""
+    global _pool, _pool_pid
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool_pid != os.getpid():
             _pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="edgecodec-blas")
+            _pool_pid = os.getpid()
         return _pool
 
 
