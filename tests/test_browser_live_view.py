@@ -98,7 +98,9 @@ def test_page_shows_live_changing_pictures_and_figures_of_viewed_cameras(live_se
     assert before.shape == after.shape and before.std() > 5
     assert np.abs(before.astype(int) - after.astype(int)).mean() > 1.0, "the picture did not change"
     rows = api(url)
-    assert rows["porch"]["decoded"] >= 6 and rows["porch"]["viewers"] == 1
+    # The page counts pictures, the server decodes; a page that re-sends its watch list (the window
+    # settling) is offered the current picture again, so the page may count a picture more than once.
+    assert rows["porch"]["decoded"] >= 4 and rows["porch"]["viewers"] == 1
     assert rows["yard"]["decoded"] == 0 and rows["yard"]["viewers"] == 0
     assert tile_frames(browser, "yard") == 0
     cv2.imwrite(str(artifacts / "live_view_small_window.png"), cv2.imdecode(
