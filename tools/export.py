@@ -111,8 +111,8 @@ def _analyse(image, layers, quality, from_features, fq, hidden):
 
 def activation_ranges(model: Codec, crops, samples: int = 1 << 20, seed: int = 0) -> list[float]:
     """Per ReLU output of the encoder, the top of the int8 range that minimizes the quantization error on
-    the calibration crops. Plain min/max calibration lets a few outliers set the step for every value;
-    the ReLU outputs' long tails made that step several times too coarse."""
+    the calibration crops. Plain min/max calibration lets a few outliers in the ReLU outputs' long tails
+    set the step for every value."""
     layers = _encoder_layers(model, None)
     values: dict[int, list[np.ndarray]] = {}
 

@@ -89,10 +89,25 @@ class HyperSynthesis:
             raise ModelError(f"hyper-synthesis mean_steps {self.mean_steps}: needs a mean head and an even "
                              "number of steps up to 64")
         self._half = np.int64(1 << (contract.HYPER_SHIFT - 1))
+        self._kernel_params = self._fold_constants()
         self.convs = [self._numpy_conv(w) for w in self.weights]
         if convs is not None:
             self._check_convs(convs)
             self.convs = list(convs)
+
+    def _fold_constants(self) -> tuple[list[np.ndarray], np.ndarray]:
+        """The C kernel's (multiplier, constant) rows, once: per hidden layer (2, C), and per quality for
+        the last layer (Q, 3, K), whose third row receives the context's multipliers. Bias, offset and
+        rounding half fold into one constant, modulo 2^64 as in the numpy reference."""
+        hidden = [np.stack([m, b * m + self._half]) for m, b in zip(self.mults[:-1], self.biases[:-1])]
+        m = self.latent_channels
+        last = []
+        for q in range(self.qualities):
+            mult = self.mults[-1] if self.mean_mult is None else np.concatenate([self.mults[-1], self.mean_mult[q]])
+            offset = np.zeros_like(mult)
+            offset[:m] = self.index_offset[q]
+            last.append(np.stack([mult, self.biases[-1] * mult + offset + self._half, np.zeros_like(mult)]))
+        return hidden, np.stack(last)
 
     @staticmethod
     def _numpy_conv(w):
@@ -149,10 +164,9 @@ class HyperSynthesis:
             s = np.ascontiguousarray(conv(a), np.float32)
             if i < last:
                 h, w, c = s.shape
-                params = np.stack([self.mults[i], self.biases[i] * self.mults[i] + self._half])
                 a = np.empty_like(s)
-                _fixedpoint.requant(s.reshape(h * w, c), params, contract.HYPER_SHIFT, 0, contract.ACT_MAX,
-                                    a.reshape(h * w, c))
+                _fixedpoint.requant(s.reshape(h * w, c), self._kernel_params[0][i], contract.HYPER_SHIFT, 0,
+                                    contract.ACT_MAX, a.reshape(h * w, c))
                 a = _depth_to_space(a)
         if shape is not None:
             s = s[:shape[0], :shape[1]]
@@ -165,13 +179,11 @@ class HyperSynthesis:
         whose fixed-point products are added before the final shift (see ``context``)."""
         n, m = len(rows), self.latent_channels
         flat = sums.reshape(-1, sums.shape[-1])
-        mult = self.mults[-1] if self.mean_mult is None else np.concatenate([self.mults[-1], self.mean_mult[quality]])
-        offset = np.zeros_like(mult)
-        offset[:m] = self.index_offset[quality]
-        params = np.stack([mult, self.biases[-1] * mult + offset + self._half, np.zeros_like(mult)])
+        params = self._kernel_params[1][quality]
         ctx_sums = None
         if context is not None:
             ctx_sums, ctx_mult, ctx_offset = context
+            params = params.copy()
             params[1] += ctx_offset
             params[2] = ctx_mult
         idx = np.empty((n, m), np.int32)
