@@ -84,7 +84,7 @@ def default_threads(jobs: int) -> int:
 
 def decode_batch(tasks: Iterable[DecodeTask], *, model_dir=None, jobs: int = 1,
                  threads: Optional[int] = None, progress: Optional[Progress] = None,
-                 summary: Optional[BatchSummary] = None) -> Iterator[DecodeResult]:
+                 summary: Optional[BatchSummary] = None, decoder: str = "full") -> Iterator[DecodeResult]:
     """Decode ``tasks`` with ``jobs`` processes (1: in this process); yield results in task order.
 
     A task that fails (damaged packet, wrong model, unwritable output) yields ``ok=False`` with the
@@ -96,13 +96,13 @@ def decode_batch(tasks: Iterable[DecodeTask], *, model_dir=None, jobs: int = 1,
     started = time.perf_counter()
     if progress:
         progress(0, total)
-    _init_worker(model_dir, threads)  # here too: a bad model fails once, not in every worker
+    _init_worker(model_dir, threads, decoder)  # here too: a bad model fails once, not in every worker
     if jobs <= 1 or total <= 1:
         results = map(_run_task, tasks)
         pool = None
     else:
         ctx = multiprocessing.get_context("spawn")
-        pool = ctx.Pool(min(jobs, total), initializer=_init_worker, initargs=(model_dir, threads))
+        pool = ctx.Pool(min(jobs, total), initializer=_init_worker, initargs=(model_dir, threads, decoder))
         results = pool.imap(_run_task, tasks, chunksize=max(1, min(8, total // (jobs * 8))))
     try:
         for done, result in enumerate(results, 1):
@@ -133,11 +133,11 @@ _codec = None
 _readers: dict = {}
 
 
-def _init_worker(model_dir, threads: int) -> None:
+def _init_worker(model_dir, threads: int, decoder: str = "full") -> None:
     global _codec
     from edgecodec.codec import Codec
 
-    _codec = Codec.load(model_dir, threads=threads)
+    _codec = Codec.load(model_dir, threads=threads, decoder=decoder)
 
 
 def _read_packet(task: DecodeTask) -> bytes:

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgecodec import bitstream, entropy
 from edgecodec.bitstream import Header, Kind
-from edgecodec.errors import BitstreamError, EdgecodecError
+from edgecodec.errors import BitstreamError, EdgecodecError, ModelError
 from edgecodec.models import ModelBundle, contract
 from edgecodec.models.context import passes
 
@@ -64,19 +64,28 @@ def pad_image(rgb: np.ndarray) -> np.ndarray:
 class Codec:
     """The codec bound to one model folder; thread-safe for use from one pipeline stage at a time."""
 
-    def __init__(self, bundle: ModelBundle, threads: int = 2, encoder: str = "int8"):
+    def __init__(self, bundle: ModelBundle, threads: int = 2, encoder: str = "int8", decoder: str = "full"):
         if encoder not in ("int8", "float"):
             raise EdgecodecError(f"encoder must be 'int8' or 'float', not {encoder!r}")
+        if decoder == "auto":
+            decoder = "live" if bundle.has_live_decoder else "full"
+        if decoder not in contract.DECODERS:
+            raise EdgecodecError(f"decoder must be auto, {' or '.join(contract.DECODERS)}, not {decoder!r}")
+        if decoder == "live" and not bundle.has_live_decoder:
+            raise ModelError(f"the model in {bundle.dir} has no live decoder")
         self.bundle = bundle
         self.threads = threads
         self.encoder_kind = encoder
+        self.decoder_kind = decoder
         self._z_channels = bundle.hyper.hyper_channels
         self._y_channels = bundle.hyper.latent_channels
         self._context = bundle.context
 
     @classmethod
-    def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8") -> "Codec":
-        return cls(ModelBundle.load(model_dir), threads=threads, encoder=encoder)
+    def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8", decoder: str = "full") -> "Codec":
+        """``decoder="live"`` picks the model's faster synthesis (same bitstream, lower PSNR), ``"auto"``
+        that one where the folder has it, else the full one."""
+        return cls(ModelBundle.load(model_dir), threads=threads, encoder=encoder, decoder=decoder)
 
     @property
     def model_id(self) -> bytes:
@@ -146,7 +155,7 @@ class Codec:
     def decode_parts(self, header: Header, streams: list[bytes]) -> np.ndarray:
         y = self.decode_latents(header, streams)
         y_hat = y.astype(np.float32) * self.bundle.gains[1][header.quality]
-        (x,) = self.bundle.tflite(contract.DECODER, self.threads).run(y_hat[None])
+        (x,) = self.bundle.decoder(self.decoder_kind, self.threads).run(y_hat[None])
         rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)
         return from_rgb(rgb, header.channels)
 

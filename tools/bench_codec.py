@@ -1,6 +1,6 @@
 """Encode/decode speed of the codec on 640x480 frames, next to OpenCV's JPEG on the same frames in the same run.
 
-    python tools/bench_codec.py [--frames DIR] [--quality 4] [--threads 2] [--seconds 5] [--json]
+    python tools/bench_codec.py [--frames DIR] [--quality 4] [--threads 2] [--decoder full] [--json]
 
 Frames are 640x480 centre crops of the images in DIR (e.g. ../shared/data/kodak), or a synthetic scene when
 no folder is given. Encode = int8 inference + hyper-synthesis + range coding + container; decode = the
@@ -95,12 +95,14 @@ def main(argv=None):
     ap.add_argument("--passes", type=int, default=5, help="turns the main measurements take (median reported)")
     ap.add_argument("--jpeg-quality", type=int, default=90)
     ap.add_argument("--model", help="model folder (default: shipped models)")
+    ap.add_argument("--decoder", choices=("full", "live"), default="full",
+                    help="synthesis for decode: full (default) or the model's faster live one")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     cv2.setNumThreads(args.threads)
     frames = load_frames(args.frames)
-    codec = Codec.load(args.model, threads=args.threads)
+    codec = Codec.load(args.model, threads=args.threads, decoder=args.decoder)
     q = args.quality
     packets = [codec.encode(f, q) for f in frames]
     bundle = codec.bundle
@@ -124,7 +126,7 @@ def main(argv=None):
 
     res = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
-        "frame": f"{W}x{H}", "frames": len(frames), "quality": q,
+        "frame": f"{W}x{H}", "frames": len(frames), "quality": q, "decoder": args.decoder,
         "source": args.frames or "synthetic",
         "passes": max(1, args.passes),
         "edgecodec": {
@@ -145,7 +147,7 @@ def main(argv=None):
                     lambda i: entropy.decode(coded[i], indices[i].ravel(), bundle.cdf_y),
                     list(range(len(frames))), args.seconds / 2),
                 "synthesis": 1000 / rate(
-                    lambda l: bundle.tflite("decoder.tflite", args.threads).run(
+                    lambda l: bundle.decoder(args.decoder, args.threads).run(
                         (l[0].astype(np.float32) * bundle.gains[1][q])[None]),
                     latents, args.seconds / 2),
             },
@@ -174,7 +176,7 @@ def main(argv=None):
     jp = res["jpeg"]
     print(f"{W}x{H}, {len(frames)} frames ({res['source']}), quality {q}, {args.threads} threads, "
           f"median of {res['passes']} passes")
-    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps, decode {ec['decode_fps']:.1f} fps, "
+    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps, decode {ec['decode_fps']:.1f} fps ({res['decoder']} decoder), "
           f"{ec['bpp']:.3f} bpp, {ec['psnr']:.2f} dB")
     print("  passes: encode " + " ".join(f"{v:.1f}" for v in ec["encode_fps_passes"])
           + ", decode " + " ".join(f"{v:.1f}" for v in ec["decode_fps_passes"]))

@@ -1,6 +1,6 @@
 """Batch decode throughput of 640x480 recordings with 1 and 2 worker processes, measured on this machine.
 
-    python tools/bench_decode.py [--frames 48] [--quality 4] [--jobs 1,2] [--json]
+    python tools/bench_decode.py [--frames 48] [--quality 4] [--jobs 1,2] [--decoder full,live] [--json]
 
 Builds a recording of the synthetic scene (real codec packets, as a camera sends them), then decodes it
 the way ``edgecodec export`` does: ``png`` writes one PNG per frame in the workers, ``decode`` hands the
@@ -44,7 +44,7 @@ def make_recording(path: pathlib.Path, frames: int, quality: int) -> int:
     return total
 
 
-def run(path: pathlib.Path, jobs: int, threads: int, mode: str, out_dir: pathlib.Path) -> dict:
+def run(path: pathlib.Path, jobs: int, threads: int, mode: str, out_dir: pathlib.Path, decoder: str) -> dict:
     with RecordingReader(path) as reader:
         frames = reader.scan().frames
     tasks = [DecodeTask(str(path), f.offset, str(out_dir / f"{i:06d}.png") if mode == "png" else None)
@@ -52,13 +52,13 @@ def run(path: pathlib.Path, jobs: int, threads: int, mode: str, out_dir: pathlib
     started = time.perf_counter()
     first = None
     ok = 0
-    for result in decode_batch(tasks, jobs=jobs, threads=threads):
+    for result in decode_batch(tasks, jobs=jobs, threads=threads, decoder=decoder):
         if first is None:
             first = time.perf_counter()
         ok += result.ok
     elapsed = time.perf_counter() - started
     steady = time.perf_counter() - first
-    return {"mode": mode, "jobs": jobs, "threads_per_worker": threads, "frames": ok,
+    return {"mode": mode, "decoder": decoder, "jobs": jobs, "threads_per_worker": threads, "frames": ok,
             "seconds": round(elapsed, 3), "frames_per_s": round(ok / elapsed, 2),
             "steady_frames_per_s": round((ok - 1) / steady, 2) if steady > 0 else None}
 
@@ -69,6 +69,7 @@ def main() -> int:
     ap.add_argument("--quality", type=int, default=4)
     ap.add_argument("--jobs", default="1,2", help="comma-separated job counts (default 1,2)")
     ap.add_argument("--modes", default="png,decode", help="png and/or decode (default both)")
+    ap.add_argument("--decoder", default="full", help="full and/or live (comma-separated; default full)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     args = ap.parse_args()
     job_counts = [int(j) for j in args.jobs.split(",")]
@@ -78,15 +79,16 @@ def main() -> int:
         coded = make_recording(recording, args.frames, args.quality)
         runs = []
         for mode in args.modes.split(","):
-            for jobs in job_counts:
-                for threads in sorted({default_threads(jobs), 1}, reverse=True):
-                    out = tmp / f"{mode}-{jobs}-{threads}"
-                    out.mkdir()
-                    runs.append(run(recording, jobs, threads, mode, out))
-                    if not args.json:
-                        r = runs[-1]
-                        print(f"{mode:6} -j {jobs} x {threads} threads: {r['frames_per_s']:6.2f} frames/s "
-                              f"({r['steady_frames_per_s']} steady), {r['seconds']} s", flush=True)
+            for decoder in args.decoder.split(","):
+                for jobs in job_counts:
+                    for threads in sorted({default_threads(jobs), 1}, reverse=True):
+                        out = tmp / f"{mode}-{decoder}-{jobs}-{threads}"
+                        out.mkdir()
+                        runs.append(run(recording, jobs, threads, mode, out, decoder))
+                        if not args.json:
+                            r = runs[-1]
+                            print(f"{mode:6} {decoder} -j {jobs} x {threads} threads: {r['frames_per_s']:6.2f} frames/s "
+                                  f"({r['steady_frames_per_s']} steady), {r['seconds']} s", flush=True)
     report = {
         "size": f"{W}x{H}", "frames": args.frames, "quality": args.quality,
         "mean_bpp": round(coded * 8 / (args.frames * W * H), 4),
@@ -94,9 +96,12 @@ def main() -> int:
         "load_average": [round(x, 2) for x in os.getloadavg()], "runs": runs,
     }
     for mode in args.modes.split(","):
-        default = {r["jobs"]: r for r in runs if r["mode"] == mode and r["threads_per_worker"] == default_threads(r["jobs"])}
-        if 1 in default and 2 in default:
-            report[f"{mode}_scaling_j2_over_j1"] = round(default[2]["frames_per_s"] / default[1]["frames_per_s"], 2)
+        for decoder in args.decoder.split(","):
+            default = {r["jobs"]: r for r in runs if r["mode"] == mode and r["decoder"] == decoder
+                       and r["threads_per_worker"] == default_threads(r["jobs"])}
+            if 1 in default and 2 in default:
+                key = f"{mode}_scaling_j2_over_j1" + ("" if decoder == "full" else f"_{decoder}")
+                report[key] = round(default[2]["frames_per_s"] / default[1]["frames_per_s"], 2)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     p.add_argument("--target-kbps", type=float, default=0.0)
     p.add_argument("--edge-threads", type=int, default=2, help="encoder threads (default 2)")
     p.add_argument("--decode-threads", type=int, default=1, help="server decoder threads (default 1)")
+    p.add_argument("--decoder", choices=("auto", "full", "live"), default="auto",
+                   help="server's synthesis, as `edgecodec serve --decoder` (default auto: live if the model has one)")
     p.add_argument("--cameras", type=int, default=1, help="cameras on the server, all but one replayed")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     args = p.parse_args(argv)
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
     try:
         run = run_loopback(args.duration, args.width, args.height, args.fps, args.quality, args.target_kbps,
                            warmup=args.warmup, edge_threads=args.edge_threads,
-                           decode_threads=args.decode_threads, extra_cameras=args.cameras - 1,
+                           decode_threads=args.decode_threads, extra_cameras=args.cameras - 1, decoder=args.decoder,
                            on_listening=start_replays)
     finally:
         stop.set()
@@ -126,7 +128,8 @@ def main(argv=None) -> int:
         "machine": f"{cpu_name()}, {os.cpu_count()} cores",
         "config": {"width": args.width, "height": args.height, "fps": args.fps, "quality": args.quality,
                    "target_kbps": args.target_kbps, "duration_s": args.duration, "cameras": args.cameras,
-                   "edge_threads": args.edge_threads, "decode_threads": args.decode_threads},
+                   "edge_threads": args.edge_threads, "decode_threads": args.decode_threads,
+                   "decoder": args.decoder},
         "captured": s["captured"],
         "encoded": s["encoded"],
         "dropped_at_source": s["dropped_at_source"],
@@ -139,6 +142,7 @@ def main(argv=None) -> int:
         "encode_ms": s["encode_ms"],
         "decode_ms": s["decode_ms"],
         "psnr_db": s["psnr_db"],
+        "decoder": s["decoder"],
         "decoded": s["decoded"],
         "latency_received_ms": s["latency_received_ms"],
         "latency_decoded_ms": lat,
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
               f"{args.cameras} camera(s), {results['machine']}")
         print(f"  edge     captured {s['captured']}, encoded {s['encoded']} ({s['encode_ms']:.0f} ms each), "
               f"dropped at source {s['dropped_at_source']} ({results['dropped_percent']} %)")
-        print(f"  stream   {s['fps']:.1f} frames/s, {s['kbps']:.0f} kbit/s, PSNR {s['psnr_db']} dB")
+        print(f"  stream   {s['fps']:.1f} frames/s, {s['kbps']:.0f} kbit/s, PSNR {s['psnr_db']} dB "
+              f"({s['decoder']} decoder)")
         for name, key in (("received", "latency_received_ms"), ("decoded", "latency_decoded_ms")):
             v = results[key]
             print(f"  capture -> {name:8s} median {v.get('median')} ms, p95 {v.get('p95')}, p99 {v.get('p99')}, "

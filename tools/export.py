@@ -187,11 +187,10 @@ def convert_float(fn):
     return conv.convert()
 
 
-def decoder_function(model: Codec):
+def decoder_function(g_s, latent: int):
     """Synthesis with IGDN written as a 1x1 convolution, which TFLite runs far faster than a tensordot."""
-    latent = model.cfg.latent
     steps = []
-    for layer in model.g_s.layers:
+    for layer in g_s.layers:
         if isinstance(layer, tf.keras.layers.Conv2D):
             steps.append(("conv", tf.constant(layer.kernel.numpy()), tf.constant(layer.bias.numpy())))
         elif isinstance(layer, IGDN):
@@ -342,7 +341,7 @@ def main(argv=None):
         files[name] = "int8 encoder"
         print(f"wrote {name}", flush=True)
     (out / "encoder_float.tflite").write_bytes(convert_float(encoder_function(model, None, False)))
-    (out / "decoder.tflite").write_bytes(convert_float(decoder_function(model)))
+    (out / "decoder.tflite").write_bytes(convert_float(decoder_function(model.g_s, cfg.latent)))
 
     z_samples = []
     for c in crops:

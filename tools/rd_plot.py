@@ -94,18 +94,25 @@ def main(argv=None):
     ap.add_argument("--model", help="model folder (default: shipped models)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-live", dest="live", action="store_false",
+                    help="leave out the live decoder's curve (measured by default when the model has one)")
     args = ap.parse_args(argv)
 
     t0 = time.time()
     images = [read_image(p) for p in list_images(args.folder)]
     images = [np.repeat(i[:, :, None], 3, 2) if i.ndim == 2 else i[:, :, :3] for i in images]
     curves = {}
-    for encoder, label in (("int8", "edgecodec (int8 encoder)"), ("float", "edgecodec (float encoder)")):
-        codec = Codec.load(args.model, threads=args.threads, encoder=encoder)
+    int8, flt, live = "edgecodec (int8 encoder)", "edgecodec (float encoder)", "edgecodec (int8, live decoder)"
+    runs = [("int8", "full", int8), ("float", "full", flt)]
+    if args.live and Codec.load(args.model).bundle.has_live_decoder:
+        runs.append(("int8", "live", live))
+    for encoder, decoder, label in runs:
+        codec = Codec.load(args.model, threads=args.threads, encoder=encoder, decoder=decoder)
         report = evaluate_folder(args.folder, codec=codec)
         curves[label] = [{k: r[k] for k in ("quality", "bpp", "psnr")} for r in report["per_quality"]]
         model_id = report["model_id"]
         print(f"{label}: done ({time.time() - t0:.0f} s)", file=sys.stderr)
+    ours = list(curves)
     for name, (ext, params, qualities) in OPENCV_CODECS.items():
         curves[f"{name} (OpenCV {cv2.__version__})"] = opencv_curve(images, ext, params, qualities)
         print(f"{name}: done ({time.time() - t0:.0f} s)", file=sys.stderr)
@@ -113,10 +120,11 @@ def main(argv=None):
     names = list(curves)
     jpeg = next(n for n in names if n.startswith("JPEG"))
     table = {n: {"vs JPEG": bd_rate(curves[jpeg], curves[n])} for n in names}
-    int8, flt = names[0], names[1]
     table[int8]["vs float encoder"] = bd_rate(curves[flt], curves[int8])
-    for ref in names[3:]:
-        for n in names[:2]:
+    if live in curves:
+        table[live]["vs full decoder"] = bd_rate(curves[int8], curves[live])
+    for ref in names[len(ours) + 1:]:
+        for n in ours:
             table[n][f"vs {ref.split()[0]}"] = bd_rate(curves[ref], curves[n])
 
     ranges = {n: psnr_overlap(curves[jpeg], curves[n]) for n in names if n != jpeg}
@@ -126,10 +134,11 @@ def main(argv=None):
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
     if not args.no_plot:
         plot(curves, args.out, f"{pathlib.Path(args.folder).name}: {len(images)} images, model {model_id}")
-    print(f"| codec | {' | '.join(k for k in table[int8])} |")
-    print("|---|" + "---|" * len(table[int8]))
+    columns = list(dict.fromkeys(k for n in names for k in table[n]))
+    print(f"| codec | {' | '.join(columns)} |")
+    print("|---|" + "---|" * len(columns))
     for n in names:
-        cells = [("%+.1f%%" % table[n][k]) if table[n].get(k) is not None else "n/a" for k in table[int8]]
+        cells = [("%+.1f%%" % table[n][k]) if table[n].get(k) is not None else "n/a" for k in columns]
         print(f"| {n} | {' | '.join(cells)} |")
     for n, r in ranges.items():
         if r:

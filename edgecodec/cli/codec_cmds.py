@@ -19,6 +19,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="TFLite threads (default 2)")
 
 
+def _decoder_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decoder", choices=("full", "live"), default="full",
+                   help="synthesis: full (default) or the model's faster live one, at some PSNR")
+
+
 def _codec(args, encoder: str = "int8"):
     from edgecodec.codec import Codec
 
@@ -102,7 +107,7 @@ def cmd_decode(args) -> int:
     results, failed = [], 0
     with Progress(len(tasks), "decode", enabled=None if not args.json else False) as bar:
         for r in decode_batch(tasks, model_dir=args.model, jobs=args.jobs,
-                              threads=args.threads if args.jobs <= 1 else None,
+                              threads=args.threads if args.jobs <= 1 else None, decoder=args.decoder,
                               progress=lambda done, total: bar.set(done, total)):
             if not r.ok:
                 failed += 1
@@ -155,12 +160,13 @@ def cmd_eval(args) -> int:
     qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else None
     with Progress(0, "eval", enabled=None if not args.json else False) as bar:
         report = evaluate_folder(args.folder, model_dir=args.model, qualities=qualities,
-                                 encoder=args.encoder, threads=args.threads,
+                                 encoder=args.encoder, threads=args.threads, decoder=args.decoder,
                                  progress=lambda done, total: bar.set(done, total))
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         print(f"{report['images']} images in {report['folder']}, {report['encoder']} encoder, "
+              f"{report['decoder']} decoder, "
               f"model {report['model_id']}")
         print(f"{'quality':>7} {'bpp':>7} {'PSNR dB':>8} {'enc ms':>7} {'dec ms':>7}")
         for r in report["per_quality"]:
@@ -187,6 +193,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.add_argument("--quiet", action="store_true", help="no per-file lines")
     _model_args(p)
+    _decoder_arg(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="show the header of .ecc files",
@@ -203,4 +210,5 @@ def register(sub) -> None:
                    help="int8 edge encoder (default) or its float twin")
     p.add_argument("--json", action="store_true", help="print JSON")
     _model_args(p)
+    _decoder_arg(p)
     p.set_defaults(func=cmd_eval)

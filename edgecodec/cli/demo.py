@@ -64,7 +64,7 @@ def _reap(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
 def run_loopback(duration: float, width: int = 640, height: int = 480, fps: float = 30.0,
                  quality: int = 4, target_kbps: float = 0.0, warmup: float = 1.0,
                  edge_threads: int = 2, decode_threads: int = 1, extra_edge_args: tuple = (),
-                 extra_cameras: int = 0, on_listening=None, progress=None) -> dict:
+                 extra_cameras: int = 0, on_listening=None, progress=None, decoder: str = "auto") -> dict:
     """Run server and edge processes for ``duration`` s; return both sides' figures and CPU times.
 
     ``extra_cameras`` adds secrets for cameras ``replay-1``.. that the caller connects itself
@@ -82,6 +82,7 @@ def run_loopback(duration: float, width: int = 640, height: int = 480, fps: floa
             [*exe, "serve", "--secrets", str(tmp / "secrets.toml"), "--listen", "127.0.0.1:0",
              "--port-file", str(port_file), "--probe", "--probe-camera", "demo", "--probe-reference", "synthetic",
              "--probe-warmup", str(warmup), "--decode-threads", str(decode_threads),
+             "--decoder", decoder,
              "--frame-log", str(tmp / "frames.jsonl"), "--json", "-q"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         edge = None
@@ -145,6 +146,7 @@ def summarize(run: dict) -> dict:
         "encode_ms": edge["encode_ms"],
         "psnr_db": probe.get("psnr_db"),
         "decoded": probe.get("decoded", 0),
+        "decoder": probe.get("decoder"),
         "decode_ms": probe.get("decode_ms", {}),
         "latency_received_ms": probe.get("latency_received_ms", {}),
         "latency_decoded_ms": probe.get("latency_decoded_ms", {}),
@@ -187,7 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"dropped at source {s['dropped_at_source']}")
         print(f"  stream   {s['fps']:.1f} frames/s, {s['kbps']:.0f} kbit/s; server stored {s['stored']} "
               f"frames, {s['duplicates']} duplicates, in order: {'yes' if s['frames_in_order'] else 'NO'}")
-        print(f"  quality  PSNR {psnr} over {s['decoded']} decoded frames (decode {_ms(s['decode_ms'])})")
+        print(f"  quality  PSNR {psnr} over {s['decoded']} decoded frames ({s['decoder']} decoder, "
+              f"decode {_ms(s['decode_ms'])})")
         print(f"  latency  capture -> received {_ms(s['latency_received_ms'])}; "
               f"capture -> decoded {_ms(s['latency_decoded_ms'])}")
         print(f"  server   CPU {s['server_cpu_s']:.1f} s ({s['server_cpu_percent']:.0f} %), "

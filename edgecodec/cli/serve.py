@@ -54,6 +54,9 @@ def register(sub) -> None:
     p.add_argument("--model", metavar="DIR", help="model folder for decoding consumers (default: bundled)")
     p.add_argument("--decode-threads", type=int, default=1, metavar="N",
                    help="threads for each decoding consumer (default 1)")
+    p.add_argument("--decoder", choices=["auto", "full", "live"], default="auto",
+                   help="synthesis for the live view and --probe: the model's faster live one (lower PSNR), "
+                        "the full one, or auto: live where the model has one (default)")
     p.add_argument("--frame-log", metavar="FILE", help="append one JSON line per stored frame")
     p.add_argument("--probe", action="store_true",
                    help="decode the newest frame of each camera and report capture-to-decoded latency")
@@ -101,7 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             idle_timeout=args.idle_timeout),
         frame_log=args.frame_log, probe=args.probe, probe_reference=args.probe_reference,
         probe_warmup_s=args.probe_warmup, probe_cameras=args.probe_camera,
-        model=args.model, decode_threads=args.decode_threads, record=args.record, http=args.http,
+        model=args.model, decode_threads=args.decode_threads, decoder=args.decoder, record=args.record, http=args.http,
         http_users=args.http_users, http_tls=args.http_tls,
         record_rotate_bytes=int(args.record_rotate_mb * (1 << 20)),
         record_rotate_seconds=args.record_rotate_minutes * 60,

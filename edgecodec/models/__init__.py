@@ -152,6 +152,32 @@ class ModelBundle:
     def cdf_z(self) -> CdfTables:
         return self._tables(contract.CDF_Z)
 
+    @property
+    def has_live_decoder(self) -> bool:
+        return isinstance(self.manifest.get("live_decoder"), dict)
+
+    def decoder(self, kind: str = "full", threads: int = 2):
+        """The synthesis TFLite model: ``full`` (decoder.tflite) or the faster ``live`` one, whose file
+        is checked against the SHA-256 the manifest gives, since the model id does not cover it."""
+        if kind == "full":
+            return self.tflite(contract.DECODER, threads)
+        if kind != "live":
+            raise ModelError(f"decoder must be one of {', '.join(contract.DECODERS)}, not {kind!r}")
+        entry = self.manifest.get("live_decoder")
+        if not isinstance(entry, dict):
+            raise ModelError(f"the model in {self.dir} has no live decoder (tools/export_live.py adds one)")
+        name = entry.get("file", contract.LIVE_DECODER)
+        if not isinstance(name, str) or "/" in name or name.startswith("."):
+            raise ModelError(f"{self.dir / contract.MANIFEST}: bad live decoder file name {name!r}")
+        if (name, threads) not in self._models:
+            try:
+                digest = hashlib.sha256((self.dir / name).read_bytes()).hexdigest()
+            except OSError as exc:
+                raise ModelError(f"cannot read the live decoder {self.dir / name}: {exc.strerror}") from None
+            if digest != entry.get("sha256"):
+                raise ModelError(f"{self.dir / name} does not match the SHA-256 in its manifest")
+        return self.tflite(name, threads)
+
     def tflite(self, name: str, threads: int):
         from edgecodec.models.interpreter import TFLiteModel
 

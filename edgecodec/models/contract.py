@@ -12,6 +12,10 @@ import numpy as np
 MANIFEST_FORMAT = 1
 MANIFEST = "manifest.json"
 DECODER = "decoder.tflite"
+# Optional: a narrower synthesis for the same latents, named with its SHA-256 under "live_decoder" in the
+# manifest. It is not part of the model id, so adding one never orphans streams already written.
+LIVE_DECODER = "decoder_live.tflite"
+DECODERS = ("full", "live")  # "auto" in Codec: the live one where the folder has it
 FLOAT_ENCODER = "encoder_float.tflite"
 HYPER = "hyper.npz"
 CDF_Y = "cdf_y.npz"

@@ -40,6 +40,7 @@ class ServerConfig:
     probe_cameras: Optional[list] = None
     model: Optional[str] = None
     decode_threads: int = 1
+    decoder: str = "auto"  # synthesis for the live view and the probe (see Codec.load)
     record: Optional[str] = None
     record_rotate_bytes: int = 512 << 20
     record_rotate_seconds: float = 3600.0
@@ -87,7 +88,7 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
             raise ConfigError("--http-tls needs --tls-cert")
         viewers = web.Viewers.load(config.http_users) if config.http_users else None
         context = auth.server_context(config.tls_cert, config.tls_key) if config.http_tls else None
-        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads,
+        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads, decoder=config.decoder,
                                    viewers=viewers, ssl_context=context))
     return attached
 
@@ -120,7 +121,7 @@ class EdgeServer:
                 def load_codec():
                     from edgecodec.codec import Codec
 
-                    return Codec.load(cfg.model, threads=cfg.decode_threads)
+                    return Codec.load(cfg.model, threads=cfg.decode_threads, decoder=cfg.decoder)
 
                 self.probe = DecodeProbe(self.hub, load_codec, cfg.probe_reference, cfg.probe_warmup_s,
                                          set(cfg.probe_cameras) if cfg.probe_cameras else None)

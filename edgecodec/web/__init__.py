@@ -15,19 +15,19 @@ from edgecodec.web.server import LiveView, bind, camera_rows
 __all__ = ["LiveView", "Viewers", "attach", "camera_rows", "codec_factory"]
 
 
-def codec_factory(model=None, threads: int = 1):
+def codec_factory(model=None, threads: int = 1, decoder: str = "auto"):
     """A decoder factory that loads the codec lazily, on the first frame someone watches."""
 
     def load():
         from edgecodec.codec import Codec
 
-        return Codec.load(model, threads=threads)
+        return Codec.load(model, threads=threads, decoder=decoder)
 
     return load
 
 
 def attach(hub, host: str, port: int, model=None, threads: int = 1, viewers: Viewers | None = None,
-           ssl_context=None) -> LiveView:
+           ssl_context=None, decoder: str = "auto") -> LiveView:
     """Serve the live view from inside a running event loop; the port is bound before this returns.
 
     The returned view's ``close()`` is a coroutine (the server awaits it at shutdown).
@@ -36,7 +36,7 @@ def attach(hub, host: str, port: int, model=None, threads: int = 1, viewers: Vie
         sock = bind(host, port)
     except OSError as exc:
         raise ConfigError(f"cannot serve the live view on {host}:{port}: {exc.strerror}") from None
-    view = LiveView(hub, codec_factory(model, threads), host, port, sock=sock, viewers=viewers,
+    view = LiveView(hub, codec_factory(model, threads, decoder), host, port, sock=sock, viewers=viewers,
                     ssl_context=ssl_context)
     starting = asyncio.get_running_loop().create_task(view.start())
     stop = view.stop
