@@ -132,3 +132,9 @@ def test_check_config_reports_an_unreadable_secret_file(tmp_path, capsys):
     bad = write(tmp_path, f'[link]\nsecret_file = "{tmp_path / "nope"}"\n[spool]\ndir = "{tmp_path}"\n')
     assert main(["edge", "--config", bad, "--check-config"]) == 1
     assert "cannot read secret file" in capsys.readouterr().err
+
+
+def test_encoder_kind_is_checked_and_explained(tmp_path):
+    assert cfg.load(None, parse("--secret", SECRET)).encode.encoder == "auto"
+    with pytest.raises(ConfigError, match=r"\[encode\] encoder = 'fp16': must be one of auto, int8, float"):
+        cfg.load(write(tmp_path, GOOD.replace("target_kbps = 800", 'target_kbps = 800\nencoder = "fp16"')))

@@ -97,6 +97,13 @@ class CameraConfig:
     loop: bool = opt(False, "--loop", "restart a video file when it ends")
 
 
+ENCODERS = ("auto", "int8", "float")
+
+
+def _encoder(value: str) -> Optional[str]:
+    return None if value in ENCODERS else f"must be one of {', '.join(ENCODERS)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodeConfig:
     quality: int = opt(4, "--quality", "quality when no target bitrate is set (0 = smallest)",
@@ -105,6 +112,9 @@ class EncodeConfig:
                              "per frame to stay under it (0 = fixed quality)", between(0, 1e6), "KBPS")
     model: str = opt("", "--model", "model folder (default: the bundled model)", None, "DIR")
     threads: int = opt(2, "--threads", "encoder threads", between(1, 64), "N")
+    encoder: str = opt("auto", "--encoder", "'int8' (ARM, Edge TPU), 'float' (its float twin: same "
+                       "bitstream, faster on x86 CPUs without int8 dot products), or 'auto': time both "
+                       "at start-up and keep the faster", _encoder, "KIND")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,9 +50,10 @@ class EdgePipeline:
         cfg = self.config
         codec = self.codec
         if codec is None:
-            from edgecodec.codec import Codec
+            from edgecodec.edge.encoder import load_codec
 
-            codec = self.codec = Codec.load(cfg.encode.model or None, threads=cfg.encode.threads)
+            codec = self.codec = load_codec(cfg.encode.model, cfg.encode.threads, cfg.encode.encoder,
+                                            cfg.camera.width, cfg.camera.height)
         if cfg.encode.target_kbps > 0:
             rate = RateController(cfg.encode.target_kbps, codec.qualities, cfg.camera.fps,
                                   start_quality=min(cfg.encode.quality, codec.qualities[-1]))
@@ -153,6 +154,7 @@ class EdgePipeline:
             "dropped_at_source": c.dropped,
             "skipped_by_rate_control": e.skipped,
             "encoded": e.encoded,
+            "encoder": getattr(self.codec, "encoder_kind", None),
             "encode_ms": round(e.encode_ms, 1),
             "fps": round(e.encoded / elapsed, 2),
             "kbps": round(e.bytes * 8 / 1000 / elapsed, 1),
