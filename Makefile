@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # (Re)install in editable mode when the build inputs change; this also compiles the C coder in place.
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py setup.cfg pyproject.toml edgecodec/entropy/_rangecoder.c
+$(VENV)/.installed: setup.py setup.cfg pyproject.toml edgecodec/entropy/_rangecoder.c edgecodec/models/_fixedpoint.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@

@@ -3,13 +3,15 @@
     nice -n 10 python tools/train_live.py ../shared/data/train --init models/checkpoint/weights.npz
 
 The codec's encoder, hyperprior and gains stay frozen, so a bitstream decodes with either synthesis:
-the live one only trades some PSNR for speed where someone watches frames as they arrive. Its
-widths (default 32,16,8 against 64,64,32) give 0.43 instead of 2.9 GMAC per 640x480 frame. It starts
-from the full synthesis (or ``--prune-from`` a wider live one) with the least used channels removed, and then learns the same distortion term
-as the codec (lambda-weighted MSE; the rate is fixed by the frozen encoder).
+the live one only trades some PSNR for speed where someone watches frames as they arrive. Its widths
+(default 32,16,8 against 64,64,32) give 0.43 instead of 2.9 GMAC per 640x480 frame. It starts from the
+full synthesis (or ``--prune-from`` a wider live one) with the least used channels removed, and then
+learns the codec's distortion term (lambda-weighted MSE; the rate is fixed by the frozen encoder).
 
-Writes ``RUN/live.npz`` (the weights ``tools/export.py --live`` turns into ``decoder_live.tflite``) and
-``RUN/live.json`` (step, widths and the codec checkpoint it belongs to) every ``--save-every`` seconds.
+Every ``--save-every`` seconds it writes ``RUN/live.npz`` (the weights ``tools/export_live.py`` turns into
+``decoder_live.tflite``) and ``RUN/live.json`` (step, widths and the codec checkpoint it belongs to). On
+a machine without the run folder, ``--prune-from models/checkpoint/live.npz`` (same widths) continues the
+committed weights.
 """
 from __future__ import annotations
 
@@ -163,7 +165,11 @@ def main(argv=None):
             with np.load(args.prune_from) as data:
                 assign_weights(source, {k: data[k] for k in data.files})
         prune_into(live, source, channel_usage(source, latents(model, x, q)))
-        print(f"pruned {label} to {widths}", flush=True)
+        if args.prune_from and tuple(meta["widths"]) == widths:  # the same widths: a copy, so resume
+            step.assign(meta["step"])
+            print(f"continuing {args.prune_from} at step {int(step)}", flush=True)
+        else:
+            print(f"pruned {label} to {widths}", flush=True)
     opt.learning_rate.assign(args.lr)
     lambdas = tf.constant(cfg.lambdas, tf.float32)
 

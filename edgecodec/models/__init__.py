@@ -167,7 +167,7 @@ class ModelBundle:
         if not isinstance(entry, dict):
             raise ModelError(f"the model in {self.dir} has no live decoder (tools/export_live.py adds one)")
         name = entry.get("file", contract.LIVE_DECODER)
-        if not isinstance(name, str) or "/" in name or name.startswith("."):
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise ModelError(f"{self.dir / contract.MANIFEST}: bad live decoder file name {name!r}")
         if (name, threads) not in self._models:
             try:
