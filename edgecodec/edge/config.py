@@ -112,9 +112,9 @@ class EncodeConfig:
                              "per frame to stay under it (0 = fixed quality)", between(0, 1e6), "KBPS")
     model: str = opt("", "--model", "model folder (default: the bundled model)", None, "DIR")
     threads: int = opt(2, "--threads", "encoder threads", between(1, 64), "N")
-    encoder: str = opt("auto", "--encoder", "'int8' (ARM, Edge TPU), 'float' (its float twin: same "
-                       "bitstream, faster on x86 CPUs without int8 dot products), or 'auto': time both "
-                       "at start-up and keep the faster", _encoder, "KIND")
+    encoder: str = opt("auto", "--encoder", "'int8' (the quantized model meant for ARM boards), 'float' "
+                       "(its float twin: same bitstream, faster on x86 CPUs without int8 dot products), "
+                       "or 'auto': time both at start-up and keep the faster", _encoder, "KIND")
 
 
 @dataclasses.dataclass(frozen=True)

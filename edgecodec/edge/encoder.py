@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 def load_codec(model: str, threads: int, encoder: str, width: int, height: int, runs: int = 5):
     """The codec for the edge. With ``encoder="auto"``, both encoders are timed on a frame of the
-    camera's size and the faster kept: int8 wins on ARM, but XNNPACK's int8 kernels on an x86 CPU
-    without int8 dot products are slower than its float ones (32 against 26 ms a 640x480 frame on
-    one thread of the 2-core machine these figures come from), and the float twin writes the same
-    bitstream, at 1.9 % fewer bits for the same PSNR (BD-rate on Kodak)."""
+    camera's size and the faster kept. The int8 model is meant for ARM boards, but XNNPACK's int8
+    kernels on an x86 CPU without int8 dot products are slower than its float ones (32 against 26 ms
+    a 640x480 frame on one thread of the 2-core machine these figures come from), and the float twin
+    writes the same bitstream, at 1.9 % fewer bits for the same PSNR (BD-rate on Kodak)."""
     from edgecodec.codec import Codec, pad_image
     from edgecodec.models import ModelBundle
     from edgecodec.testscene import TestScene
