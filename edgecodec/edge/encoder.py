@@ -18,18 +18,30 @@ log = logging.getLogger(__name__)
 
 
 def load_codec(model: str, threads: int, encoder: str, width: int, height: int, runs: int = 5):
-    """The codec for the edge. With ``encoder="auto"``, both encoders are timed on a frame of the
-    camera's size and the faster kept. The int8 model is meant for ARM boards, but XNNPACK's int8
-    kernels on an x86 CPU without int8 dot products are slower than its float ones (32 against 26 ms
-    a 640x480 frame on one thread of the 2-core machine these figures come from), and the float twin
-    writes the same bitstream, at 1.9 % fewer bits for the same PSNR (BD-rate on Kodak)."""
-    from edgecodec.codec import Codec, pad_image
+    """The codec for the edge. With ``encoder="auto"``, the faster of the two encoders here (see
+    ``time_encoders``)."""
+    from edgecodec.codec import Codec
     from edgecodec.models import ModelBundle
-    from edgecodec.testscene import TestScene
 
     bundle = ModelBundle.load(model or None)
-    if encoder != "auto":
-        return Codec(bundle, threads=threads, encoder=encoder)
+    if encoder == "auto":
+        ms = time_encoders(bundle, threads, width, height, runs)
+        encoder = min(ms, key=ms.get)
+        log.info("encoder: int8 %.1f ms, float %.1f ms a %dx%d frame; using %s", ms["int8"], ms["float"],
+                 width, height, encoder)
+    return Codec(bundle, threads=threads, encoder=encoder)
+
+
+def time_encoders(bundle, threads: int, width: int, height: int, runs: int = 5) -> dict[str, float]:
+    """Median milliseconds of each encoder's network on a frame of the camera's size, in turns.
+
+    The int8 model is meant for ARM boards, but XNNPACK's int8 kernels on an x86 CPU without int8
+    dot products are slower than its float ones (32 against 26 ms a 640x480 frame on one thread of
+    the 2-core machine these figures come from), and the float twin writes the same bitstream, at
+    1.9 % fewer bits for the same PSNR (BD-rate on Kodak)."""
+    from edgecodec.codec import Codec, pad_image
+    from edgecodec.testscene import TestScene
+
     frame = pad_image(TestScene(width, height).render(0))
     quality = bundle.qualities[len(bundle.qualities) // 2]
     codecs = {kind: Codec(bundle, threads=threads, encoder=kind) for kind in ("int8", "float")}
@@ -40,11 +52,7 @@ def load_codec(model: str, threads: int, encoder: str, width: int, height: int, 
             codec.analyse(frame, quality)
             if i:  # the first run of each allocates
                 times[kind].append(time.perf_counter() - t0)
-    ms = {kind: 1000 * sorted(t)[len(t) // 2] for kind, t in times.items()}
-    best = min(ms, key=ms.get)
-    log.info("encoder: int8 %.1f ms, float %.1f ms a %dx%d frame; using %s", ms["int8"], ms["float"],
-             width, height, best)
-    return codecs[best]
+    return {kind: 1000 * sorted(t)[len(t) // 2] for kind, t in times.items()}
 
 
 @dataclass(frozen=True)
