@@ -176,7 +176,8 @@ def main(argv=None):
     jp = res["jpeg"]
     print(f"{W}x{H}, {len(frames)} frames ({res['source']}), quality {q}, {args.threads} threads, "
           f"median of {res['passes']} passes")
-    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps, decode {ec['decode_fps']:.1f} fps ({res['decoder']} decoder), "
+    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps, "
+          f"decode {ec['decode_fps']:.1f} fps ({res['decoder']} decoder), "
           f"{ec['bpp']:.3f} bpp, {ec['psnr']:.2f} dB")
     print("  passes: encode " + " ".join(f"{v:.1f}" for v in ec["encode_fps_passes"])
           + ", decode " + " ".join(f"{v:.1f}" for v in ec["decode_fps_passes"]))

@@ -87,7 +87,8 @@ def main() -> int:
                         runs.append(run(recording, jobs, threads, mode, out, decoder))
                         if not args.json:
                             r = runs[-1]
-                            print(f"{mode:6} {decoder} -j {jobs} x {threads} threads: {r['frames_per_s']:6.2f} frames/s "
+                            print(f"{mode:6} {decoder} -j {jobs} x {threads} threads: "
+                                  f"{r['frames_per_s']:6.2f} frames/s "
                                   f"({r['steady_frames_per_s']} steady), {r['seconds']} s", flush=True)
     report = {
         "size": f"{W}x{H}", "frames": args.frames, "quality": args.quality,

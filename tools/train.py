@@ -98,6 +98,34 @@ def load_weights_npz(model, path, strict=True):
         print(f"train: kept the initial values of {skipped}", flush=True)
 
 
+def run_steps(args, run, step, train_one, summary, save) -> None:
+    """The loop both training scripts share: ``train_one()`` until SIGTERM/SIGINT, ``--steps`` or
+    ``--hours``; every ``--log-every`` steps one line, printed and appended to RUN/train.log, from
+    ``summary(records)`` over the per-image records ``train_one`` returned; ``save()`` every
+    ``--save-every`` seconds and at the end."""
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
+    t_start = t_save = t_log = time.time()
+    records: list = []
+    with open(run / "train.log", "a") as log:
+        while not stop["now"] and int(step) < args.steps and time.time() - t_start < args.hours * 3600:
+            records.extend(train_one())
+            step.assign_add(1)
+            if int(step) % args.log_every == 0:
+                now = time.time()
+                line = f"step {int(step)} {args.log_every / (now - t_log):.2f} it/s {summary(records)}"
+                print(line, flush=True)
+                log.write(line + "\n")
+                log.flush()
+                records, t_log = [], now
+            if time.time() - t_save > args.save_every:
+                save()
+                t_save = time.time()
+    save()
+    print(f"saved at step {int(step)}", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
@@ -165,43 +193,29 @@ def main(argv=None):
     rng = np.random.default_rng(int(time.time()))
     gen = batches(images, args.batch, args.crop, rng, args.scale_min)
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
-
     def save():
         manager.save(checkpoint_number=int(step))
         save_weights_npz(model, run / "weights.npz")
         (run / "weights.json").write_text(json.dumps({"step": int(step), "config": cfg.to_dict()}))
 
-    t_start = t_save = t_log = time.time()
-    acc = {q: [] for q in range(n_q)}
-    log = open(run / "train.log", "a")
-    while not stop["now"] and int(step) < args.steps and time.time() - t_start < args.hours * 3600:
+    last = {}
+
+    def train_one():
         quality = rng.integers(0, n_q, args.batch).astype(np.int32)
         loss, bpp, mse = train_step(next(gen), quality)
-        step.assign_add(1)
-        for q, b, m in zip(quality, bpp.numpy(), mse.numpy()):
-            acc[q].append((b, m))
-        if int(step) % args.log_every == 0:
-            now = time.time()
-            parts = []
-            for q in range(n_q):
-                if acc[q]:
-                    b, m = np.mean(acc[q], axis=0)
-                    parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
-            line = (f"step {int(step)} {args.log_every / (now - t_log):.2f} it/s loss {float(loss):.4f} "
-                    + " ".join(parts))
-            print(line, flush=True)
-            log.write(line + "\n")
-            log.flush()
-            acc = {q: [] for q in range(n_q)}
-            t_log = now
-        if time.time() - t_save > args.save_every:
-            save()
-            t_save = time.time()
-    save()
-    print(f"saved at step {int(step)}", flush=True)
+        last["loss"] = float(loss)
+        return list(zip(quality, bpp.numpy(), mse.numpy()))
+
+    def summary(records):
+        parts = []
+        for q in range(n_q):
+            mine = [(b, m) for rq, b, m in records if rq == q]
+            if mine:
+                b, m = np.mean(mine, axis=0)
+                parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
+        return f"loss {last['loss']:.4f} " + " ".join(parts)
+
+    run_steps(args, run, step, train_one, summary, save)
 
 
 if __name__ == "__main__":

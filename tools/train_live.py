@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import signal
 import sys
 import time
 
@@ -31,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import IGDN, LATENT_CLIP, Codec, Config, synthesis  # noqa: E402
-from train import batches, load_images, load_weights_npz  # noqa: E402
+from train import batches, load_images, load_weights_npz, run_steps  # noqa: E402
 
 
 def latents(model: Codec, x, quality):
@@ -185,10 +184,6 @@ def main(argv=None):
         opt.apply_gradients(zip(grads, live.trainable_variables))
         return mse
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
-
     def save():
         manager.save(checkpoint_number=int(step))
         np.savez(run / "live.tmp.npz", **weight_arrays(live))
@@ -196,29 +191,15 @@ def main(argv=None):
         (run / "live.json").write_text(json.dumps({"step": int(step), "widths": list(widths),
                                                    "codec_step": base.get("step"), "codec": str(init)}))
 
-    t_start = t_save = t_log = time.time()
-    acc = {q: [] for q in range(n_q)}
-    log = open(run / "train.log", "a")
-    while not stop["now"] and int(step) < args.steps and time.time() - t_start < args.hours * 3600:
+    def train_one():
         quality = rng.integers(0, n_q, args.batch).astype(np.int32)
-        mse = train_step(next(gen), quality)
-        step.assign_add(1)
-        for q, m in zip(quality, mse.numpy()):
-            acc[q].append(m)
-        if int(step) % args.log_every == 0:
-            now = time.time()
-            parts = [f"q{q}:{10 * np.log10(1 / max(np.mean(v), 1e-10)):.2f}dB" for q, v in acc.items() if v]
-            line = f"step {int(step)} {args.log_every / (now - t_log):.2f} it/s " + " ".join(parts)
-            print(line, flush=True)
-            log.write(line + "\n")
-            log.flush()
-            acc = {q: [] for q in range(n_q)}
-            t_log = now
-        if time.time() - t_save > args.save_every:
-            save()
-            t_save = time.time()
-    save()
-    print(f"saved at step {int(step)}", flush=True)
+        return list(zip(quality, train_step(next(gen), quality).numpy()))
+
+    def summary(records):
+        return " ".join(f"q{q}:{10 * np.log10(1 / max(np.mean(v), 1e-10)):.2f}dB"
+                        for q in range(n_q) if (v := [m for rq, m in records if rq == q]))
+
+    run_steps(args, run, step, train_one, summary, save)
 
 
 if __name__ == "__main__":

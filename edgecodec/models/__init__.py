@@ -36,6 +36,7 @@ class ModelBundle:
         self.manifest = manifest
         self.hyper_threads = hyper_threads
         self._models = {}
+        self._verified: set[str] = set()  # optional files checked against the manifest's SHA-256
 
     @classmethod
     def load(cls, directory=None, verify: bool = True) -> "ModelBundle":
@@ -169,13 +170,14 @@ class ModelBundle:
         name = entry.get("file", contract.LIVE_DECODER)
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise ModelError(f"{self.dir / contract.MANIFEST}: bad live decoder file name {name!r}")
-        if (name, threads) not in self._models:
+        if name not in self._verified:
             try:
                 digest = hashlib.sha256((self.dir / name).read_bytes()).hexdigest()
             except OSError as exc:
                 raise ModelError(f"cannot read the live decoder {self.dir / name}: {exc.strerror}") from None
             if digest != entry.get("sha256"):
                 raise ModelError(f"{self.dir / name} does not match the SHA-256 in its manifest")
+            self._verified.add(name)
         return self.tflite(name, threads)
 
     def tflite(self, name: str, threads: int):

@@ -88,7 +88,8 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
             raise ConfigError("--http-tls needs --tls-cert")
         viewers = web.Viewers.load(config.http_users) if config.http_users else None
         context = auth.server_context(config.tls_cert, config.tls_key) if config.http_tls else None
-        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads, decoder=config.decoder,
+        attached.append(web.attach(hub, host, port, model=config.model, threads=config.decode_threads,
+                                   decoder=config.decoder,
                                    viewers=viewers, ssl_context=context))
     return attached
 
