@@ -98,6 +98,19 @@ def load_weights_npz(model, path, strict=True):
         print(f"train: kept the initial values of {skipped}", flush=True)
 
 
+def parse_with_loop_options(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Add the options ``run_steps`` reads (and TensorFlow's thread count, which it sets), then parse."""
+    ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")
+    ap.add_argument("--hours", type=float, default=1e9, help="stop after this much wall time")
+    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
+    ap.add_argument("--log-every", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    return args
+
+
 def run_steps(args, run, step, train_one, summary, save) -> None:
     """The loop both training scripts share: ``train_one()`` until SIGTERM/SIGINT, ``--steps`` or
     ``--hours``; every ``--log-every`` steps one line, printed and appended to RUN/train.log, from
@@ -131,8 +144,6 @@ def main(argv=None):
     ap.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
     ap.add_argument("--run", default="runs/main", help="run folder for checkpoints and logs")
     ap.add_argument("--init", help="weights.npz to start from when the run has no checkpoint")
-    ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")
-    ap.add_argument("--hours", type=float, default=1e9, help="stop after this much wall time")
     ap.add_argument("--batch", type=int, default=2, help="crops per step (default 2)")
     ap.add_argument("--crop", type=int, default=384,
                     help="crop side (default 384: z, at 1/64, is then 6x6, where 128 gave 2x2, so the "
@@ -140,13 +151,7 @@ def main(argv=None):
     ap.add_argument("--scale-min", type=float, default=0.5,
                     help="shrink crops by a random factor in [SCALE_MIN, 1] first (default 0.5; 1: never)")
     ap.add_argument("--lr", type=float, default=5e-4)
-    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
-    ap.add_argument("--log-every", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    args = parse_with_loop_options(ap, argv)
     run = pathlib.Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     cfg_path = run / "config.json"

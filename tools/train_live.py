@@ -30,7 +30,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import IGDN, LATENT_CLIP, Codec, Config, synthesis  # noqa: E402
-from train import batches, load_images, load_weights_npz, run_steps  # noqa: E402
+from train import batches, load_images, load_weights_npz, parse_with_loop_options, run_steps  # noqa: E402
 
 
 def latents(model: Codec, x, quality):
@@ -115,19 +115,11 @@ def main(argv=None):
     ap.add_argument("--widths", default="32,16,8", help="channels of the three hidden stages")
     ap.add_argument("--prune-from", metavar="LIVE.npz",
                     help="start from this live decoder (its .json gives its widths) instead of the full one")
-    ap.add_argument("--steps", type=int, default=10**9)
-    ap.add_argument("--hours", type=float, default=1e9)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--scale-min", type=float, default=0.5)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
-    ap.add_argument("--log-every", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args(argv)
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    args = parse_with_loop_options(ap, argv)
     init = pathlib.Path(args.init)
     base = json.loads(init.with_suffix(".json").read_text())
     cfg = Config.from_dict(base["config"])
