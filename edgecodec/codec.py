@@ -64,9 +64,14 @@ def pad_image(rgb: np.ndarray) -> np.ndarray:
 class Codec:
     """The codec bound to one model folder; thread-safe for use from one pipeline stage at a time."""
 
-    def __init__(self, bundle: ModelBundle, threads: int = 2, encoder: str = "int8", decoder: str = "full"):
-        if encoder not in ("int8", "float"):
+    def __init__(self, bundle: ModelBundle, threads: int = 2, encoder: str = "int8", decoder: str = "full",
+                 analysis: str = "full"):
+        if encoder not in contract.PRECISIONS:
             raise EdgecodecError(f"encoder must be 'int8' or 'float', not {encoder!r}")
+        if analysis not in contract.ANALYSES:
+            raise EdgecodecError(f"analysis must be 'full' or 'fast', not {analysis!r}")
+        if analysis == "fast" and not bundle.has_fast_encoder:
+            raise ModelError(f"the model in {bundle.dir} has no fast encoder")
         if decoder == "auto":
             decoder = "live" if bundle.has_live_decoder else "full"
         if decoder not in contract.DECODERS:
@@ -76,16 +81,20 @@ class Codec:
         self.bundle = bundle
         self.threads = threads
         self.encoder_kind = encoder
+        self.analysis = analysis
         self.decoder_kind = decoder
         self._z_channels = bundle.hyper.hyper_channels
         self._y_channels = bundle.hyper.latent_channels
         self._context = bundle.context
 
     @classmethod
-    def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8", decoder: str = "full") -> "Codec":
+    def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8", decoder: str = "full",
+             analysis: str = "full") -> "Codec":
         """``decoder="live"`` picks the model's faster synthesis (same bitstream, lower PSNR), ``"auto"``
-        that one where the folder has it, else the full one."""
-        return cls(ModelBundle.load(model_dir), threads=threads, encoder=encoder, decoder=decoder)
+        that one where the folder has it, else the full one. ``analysis="fast"`` picks its faster
+        analysis (streams of the same model, at a lower PSNR for their bits)."""
+        return cls(ModelBundle.load(model_dir), threads=threads, encoder=encoder, decoder=decoder,
+                   analysis=analysis)
 
     @property
     def model_id(self) -> bytes:
@@ -101,12 +110,17 @@ class Codec:
         return int(quality)
 
     def analyse(self, rgb_padded: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
-        """Integer latents (y, z) of a padded RGB image, from the int8 encoder or its float twin."""
+        """Integer latents (y, z) of a padded RGB image, from the chosen analysis' int8 encoder or its
+        float twin."""
         x = rgb_padded[None]
+        bundle, fast = self.bundle, self.analysis == "fast"
         if self.encoder_kind == "int8":
-            outs = self.bundle.encoder(quality, self.threads).run(x)
+            model = bundle.fast_encoder(quality, self.threads) if fast else bundle.encoder(quality, self.threads)
+            outs = model.run(x)
         else:
-            outs = self.bundle.tflite(contract.FLOAT_ENCODER, self.threads).run(x.astype(np.float32))
+            model = bundle.fast_encoder(None, self.threads) if fast else bundle.tflite(contract.FLOAT_ENCODER,
+                                                                                        self.threads)
+            outs = model.run(x.astype(np.float32))
         outs = sorted(outs, key=lambda a: -a.shape[1])
         y, z = outs[0][0], outs[1][0]
         if self.encoder_kind == "float":

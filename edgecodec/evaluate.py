@@ -23,9 +23,9 @@ def list_images(folder) -> list[pathlib.Path]:
 
 def evaluate_folder(folder, model_dir=None, qualities=None, encoder: str = "int8", threads: int = 2,
                     progress: Optional[Callable[[int, int], None]] = None, codec: Optional[Codec] = None,
-                    decoder: str = "full") -> dict:
+                    decoder: str = "full", analysis: str = "full") -> dict:
     """Per quality: mean bpp (container bytes x 8 / pixels) and mean PSNR over RGB, averaged per image."""
-    codec = codec or Codec.load(model_dir, threads=threads, encoder=encoder, decoder=decoder)
+    codec = codec or Codec.load(model_dir, threads=threads, encoder=encoder, decoder=decoder, analysis=analysis)
     paths = list_images(folder)
     if not paths:
         from edgecodec.errors import EdgecodecError
@@ -54,5 +54,5 @@ def evaluate_folder(folder, model_dir=None, qualities=None, encoder: str = "int8
             "encode_ms": 1000 * t_enc / len(images), "decode_ms": 1000 * t_dec / len(images),
         })
     return {"folder": str(folder), "images": len(images), "encoder": codec.encoder_kind,
-            "decoder": codec.decoder_kind,
+            "analysis": codec.analysis, "decoder": codec.decoder_kind,
             "model_id": codec.model_id.hex(), "per_quality": rows}

@@ -200,11 +200,12 @@ def test_malformed_manifest_is_refused(tmp_path):
         ModelBundle.load(tmp_path)
 
 
-def test_model_id_is_the_hash_of_the_model_files_but_the_live_decoder():
+def test_model_id_is_the_hash_of_the_model_files_but_the_live_decoder_and_fast_encoder():
     bundle = ModelBundle.load()
+    optional = ("decoder_live.tflite", "encoder_fast")
     h = hashlib.sha256()
     for name in sorted(p.name for p in bundle.dir.iterdir()
-                       if p.suffix in (".tflite", ".npz") and p.is_file() and p.name != "decoder_live.tflite"):
+                       if p.suffix in (".tflite", ".npz") and p.is_file() and not p.name.startswith(optional)):
         h.update(name.encode() + b"\0" + (bundle.dir / name).read_bytes())
     assert bundle.model_id == h.digest()[:8]
 

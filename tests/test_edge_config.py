@@ -138,3 +138,10 @@ def test_encoder_kind_is_checked_and_explained(tmp_path):
     assert cfg.load(None, parse("--secret", SECRET)).encode.encoder == "auto"
     with pytest.raises(ConfigError, match=r"\[encode\] encoder = 'fp16': must be one of auto, int8, float"):
         cfg.load(write(tmp_path, GOOD.replace("target_kbps = 800", 'target_kbps = 800\nencoder = "fp16"')))
+
+
+def test_analysis_kind_is_checked_and_explained(tmp_path):
+    assert cfg.load(None, parse("--secret", SECRET)).encode.analysis == "auto"
+    assert cfg.load(None, parse("--secret", SECRET, "--analysis", "fast")).encode.analysis == "fast"
+    with pytest.raises(ConfigError, match=r"\[encode\] analysis = 'tiny': must be one of auto, full, fast"):
+        cfg.load(write(tmp_path, GOOD.replace("target_kbps = 800", 'target_kbps = 800\nanalysis = "tiny"')))

@@ -1,9 +1,10 @@
 """Encode/decode speed of the codec on 640x480 frames, next to OpenCV's JPEG on the same frames in the same run.
 
-    python tools/bench_codec.py [--frames DIR] [--quality 4] [--threads 2] [--decoder full] [--json]
+    python tools/bench_codec.py [--frames DIR] [--quality 4] [--threads 2] [--encoder int8] [--analysis full]
+                                [--decoder full] [--json]
 
 Frames are 640x480 centre crops of the images in DIR (e.g. ../shared/data/kodak), or a synthetic scene when
-no folder is given. Encode = int8 inference + hyper-synthesis + range coding + container; decode = the
+no folder is given. Encode = analysis inference + hyper-synthesis + range coding + container; decode = the
 reverse including the float synthesis. Each stage is also timed on its own (range coding as one pass over
 all latents; ``context`` is the checkerboard model's second-pass corrections, when the model has one).
 
@@ -95,6 +96,9 @@ def main(argv=None):
     ap.add_argument("--passes", type=int, default=5, help="turns the main measurements take (median reported)")
     ap.add_argument("--jpeg-quality", type=int, default=90)
     ap.add_argument("--model", help="model folder (default: shipped models)")
+    ap.add_argument("--encoder", choices=("int8", "float"), default="int8", help="encoder precision (default int8)")
+    ap.add_argument("--analysis", choices=("full", "fast"), default="full",
+                    help="the full analysis or the model's fast one (default full)")
     ap.add_argument("--decoder", choices=("full", "live"), default="full",
                     help="synthesis for decode: full (default) or the model's faster live one")
     ap.add_argument("--json", action="store_true")
@@ -102,7 +106,8 @@ def main(argv=None):
 
     cv2.setNumThreads(args.threads)
     frames = load_frames(args.frames)
-    codec = Codec.load(args.model, threads=args.threads, decoder=args.decoder)
+    codec = Codec.load(args.model, threads=args.threads, encoder=args.encoder, analysis=args.analysis,
+                       decoder=args.decoder)
     q = args.quality
     packets = [codec.encode(f, q) for f in frames]
     bundle = codec.bundle
@@ -126,7 +131,8 @@ def main(argv=None):
 
     res = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
-        "frame": f"{W}x{H}", "frames": len(frames), "quality": q, "decoder": args.decoder,
+        "frame": f"{W}x{H}", "frames": len(frames), "quality": q, "encoder": args.encoder,
+        "analysis": args.analysis, "decoder": args.decoder,
         "source": args.frames or "synthetic",
         "passes": max(1, args.passes),
         "edgecodec": {
@@ -137,7 +143,7 @@ def main(argv=None):
             "bpp": float(np.mean([len(p) * 8 / (W * H) for p in packets])),
             "psnr": float(np.mean([psnr(f, codec.decode(p)) for f, p in zip(frames, packets)])),
             "stage_ms": {
-                "int8_inference": 1000 / rate(lambda p: codec.analyse(p, q), padded, args.seconds / 2),
+                "analysis": 1000 / rate(lambda p: codec.analyse(p, q), padded, args.seconds / 2),
                 "hyper_synthesis": 1000 / rate(lambda l: bundle.hyper.predict(l[1], q, l[0].shape[:2]), latents,
                                                args.seconds / 2),
                 "range_encode": 1000 / rate(
@@ -176,7 +182,7 @@ def main(argv=None):
     jp = res["jpeg"]
     print(f"{W}x{H}, {len(frames)} frames ({res['source']}), quality {q}, {args.threads} threads, "
           f"median of {res['passes']} passes")
-    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps, "
+    print(f"edgecodec: encode {ec['encode_fps']:.1f} fps ({res['analysis']} {res['encoder']} encoder), "
           f"decode {ec['decode_fps']:.1f} fps ({res['decoder']} decoder), "
           f"{ec['bpp']:.3f} bpp, {ec['psnr']:.2f} dB")
     print("  passes: encode " + " ".join(f"{v:.1f}" for v in ec["encode_fps_passes"])

@@ -87,6 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--edge-threads", type=int, default=2, help="encoder threads (default 2)")
     p.add_argument("--edge-encoder", choices=("auto", "int8", "float"), default="auto",
                    help="as `edgecodec edge --encoder` (default auto: the faster of the two on this machine)")
+    p.add_argument("--edge-analysis", choices=("auto", "full", "fast"), default="auto",
+                   help="as `edgecodec edge --analysis` (default auto: the fast one where the full one needs more "
+                   "than half the frame period)")
     p.add_argument("--decode-threads", type=int, default=1, help="server decoder threads (default 1)")
     p.add_argument("--decoder", choices=("auto", "full", "live"), default="auto",
                    help="server's synthesis, as `edgecodec serve --decoder` (default auto: live if the model has one)")
@@ -116,7 +119,7 @@ def main(argv=None) -> int:
         run = run_loopback(args.duration, args.width, args.height, args.fps, args.quality, args.target_kbps,
                            warmup=args.warmup, edge_threads=args.edge_threads,
                            decode_threads=args.decode_threads, extra_cameras=args.cameras - 1, decoder=args.decoder,
-                           extra_edge_args=("--encoder", args.edge_encoder),
+                           extra_edge_args=("--encoder", args.edge_encoder, "--analysis", args.edge_analysis),
                            on_listening=start_replays)
     finally:
         stop.set()
@@ -132,6 +135,7 @@ def main(argv=None) -> int:
         "config": {"width": args.width, "height": args.height, "fps": args.fps, "quality": args.quality,
                    "target_kbps": args.target_kbps, "duration_s": args.duration, "cameras": args.cameras,
                    "edge_threads": args.edge_threads, "edge_encoder": args.edge_encoder,
+                   "edge_analysis": args.edge_analysis,
                    "decode_threads": args.decode_threads,
                    "decoder": args.decoder},
         "captured": s["captured"],
@@ -144,6 +148,7 @@ def main(argv=None) -> int:
         "delivered_fps": s["fps"],
         "kbps": s["kbps"],
         "encoder": s["encoder"],
+        "analysis": s["analysis"],
         "encode_ms": s["encode_ms"],
         "decode_ms": s["decode_ms"],
         "psnr_db": s["psnr_db"],
@@ -163,7 +168,7 @@ def main(argv=None) -> int:
     else:
         print(f"{args.width}x{args.height} at {args.fps:g} frames/s, {args.duration:g} s, "
               f"{args.cameras} camera(s), {results['machine']}")
-        print(f"  edge     captured {s['captured']}, encoded {s['encoded']} ({s['encoder']} encoder, "
+        print(f"  edge     captured {s['captured']}, encoded {s['encoded']} ({s['analysis']} {s['encoder']} encoder, "
               f"{s['encode_ms']:.0f} ms each), "
               f"dropped at source {s['dropped_at_source']} ({results['dropped_percent']} %)")
         print(f"  stream   {s['fps']:.1f} frames/s, {s['kbps']:.0f} kbit/s, PSNR {s['psnr_db']} dB "

@@ -1,4 +1,4 @@
-"""Rate-distortion curves and BD-rates on an image folder: edgecodec (int8 and float encoders) vs OpenCV codecs.
+"""Rate-distortion curves and BD-rates on an image folder: edgecodec's encoders and decoders vs OpenCV codecs.
 
     python tools/rd_plot.py ../shared/data/kodak -o docs/rd_kodak.png [--json docs/rd_kodak.json]
 
@@ -96,6 +96,8 @@ def main(argv=None):
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--no-live", dest="live", action="store_false",
                     help="leave out the live decoder's curve (measured by default when the model has one)")
+    ap.add_argument("--no-fast", dest="fast", action="store_false",
+                    help="leave out the fast encoder's curves (measured by default when the model has one)")
     args = ap.parse_args(argv)
 
     t0 = time.time()
@@ -103,11 +105,15 @@ def main(argv=None):
     images = [np.repeat(i[:, :, None], 3, 2) if i.ndim == 2 else i[:, :, :3] for i in images]
     curves = {}
     int8, flt, live = "edgecodec (int8 encoder)", "edgecodec (float encoder)", "edgecodec (int8, live decoder)"
-    runs = [("int8", "full", int8), ("float", "full", flt)]
-    if args.live and Codec.load(args.model).bundle.has_live_decoder:
-        runs.append(("int8", "live", live))
-    for encoder, decoder, label in runs:
-        codec = Codec.load(args.model, threads=args.threads, encoder=encoder, decoder=decoder)
+    fast_int8, fast_flt = "edgecodec (fast int8 encoder)", "edgecodec (fast float encoder)"
+    runs = [("int8", "full", "full", int8), ("float", "full", "full", flt)]
+    bundle = Codec.load(args.model).bundle
+    if args.live and bundle.has_live_decoder:
+        runs.append(("int8", "full", "live", live))
+    if args.fast and bundle.has_fast_encoder:
+        runs += [("int8", "fast", "full", fast_int8), ("float", "fast", "full", fast_flt)]
+    for encoder, analysis, decoder, label in runs:
+        codec = Codec.load(args.model, threads=args.threads, encoder=encoder, decoder=decoder, analysis=analysis)
         report = evaluate_folder(args.folder, codec=codec)
         curves[label] = [{k: r[k] for k in ("quality", "bpp", "psnr")} for r in report["per_quality"]]
         model_id = report["model_id"]
@@ -123,6 +129,9 @@ def main(argv=None):
     table[int8]["vs float encoder"] = bd_rate(curves[flt], curves[int8])
     if live in curves:
         table[live]["vs full decoder"] = bd_rate(curves[int8], curves[live])
+    for fast, full in ((fast_int8, int8), (fast_flt, flt)):
+        if fast in curves:
+            table[fast]["vs full encoder"] = bd_rate(curves[full], curves[fast])
     for ref in names[len(ours) + 1:]:
         for n in ours:
             table[n][f"vs {ref.split()[0]}"] = bd_rate(curves[ref], curves[n])

@@ -98,6 +98,44 @@ def load_weights_npz(model, path, strict=True):
         print(f"train: kept the initial values of {skipped}", flush=True)
 
 
+def position_arrays(layers) -> dict:
+    """Weights of a list of layers keyed by position (``2/kernel``), independent of Keras' layer names."""
+    return {f"{i}/{w.name}": w.numpy() for i, layer in enumerate(layers) for w in layer.weights}
+
+
+def assign_positions(layers, arrays: dict, what: str) -> None:
+    """The inverse of ``position_arrays``; a missing or mis-shaped weight stops the script."""
+    for i, layer in enumerate(layers):
+        for w in layer.weights:
+            key = f"{i}/{w.name}"
+            if key not in arrays or arrays[key].shape != tuple(w.shape):
+                raise SystemExit(f"{what} weights lack {key} of shape {tuple(w.shape)}")
+            w.assign(arrays[key])
+
+
+def rd_loss(model, x_u8, quality, lambdas):
+    """(loss, bpp, mse): the batch's mean rate + lambda * 255^2 * MSE, and per image its bits per pixel
+    (from the noisy latents' likelihoods) and its MSE on [0, 1] pixels."""
+    x = tf.cast(x_u8, tf.float32) / 255.0
+    x_hat, bits_y, bits_z = model(x, quality, training=True)
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    mse = tf.reduce_mean(tf.square(x - x_hat), axis=[1, 2, 3])
+    bpp = (bits_y + bits_z) / pixels
+    loss = tf.reduce_mean(bpp + tf.gather(lambdas, quality) * 255.0 ** 2 * mse)
+    return loss, bpp, mse
+
+
+def rd_summary(records, n_q: int) -> str:
+    """Per quality, mean bpp and PSNR of (quality, bpp, mse) records."""
+    parts = []
+    for q in range(n_q):
+        mine = [(b, m) for rq, b, m in records if rq == q]
+        if mine:
+            b, m = np.mean(mine, axis=0)
+            parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
+    return " ".join(parts)
+
+
 def parse_with_loop_options(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Add the options ``run_steps`` reads (and TensorFlow's thread count, which it sets), then parse."""
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")
@@ -180,14 +218,8 @@ def main(argv=None):
 
     @tf.function
     def train_step(x_u8, quality):
-        x = tf.cast(x_u8, tf.float32) / 255.0
         with tf.GradientTape() as tape:
-            x_hat, bits_y, bits_z = model(x, quality, training=True)
-            pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-            mse = tf.reduce_mean(tf.square(x - x_hat), axis=[1, 2, 3])
-            bpp = (bits_y + bits_z) / pixels
-            lam = tf.gather(lambdas, quality)
-            loss = tf.reduce_mean(bpp + lam * 255.0 ** 2 * mse)
+            loss, bpp, mse = rd_loss(model, x_u8, quality, lambdas)
         grads = tape.gradient(loss, model.trainable_variables)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
         opt.apply_gradients(zip(grads, model.trainable_variables))
@@ -212,13 +244,7 @@ def main(argv=None):
         return list(zip(quality, bpp.numpy(), mse.numpy()))
 
     def summary(records):
-        parts = []
-        for q in range(n_q):
-            mine = [(b, m) for rq, b, m in records if rq == q]
-            if mine:
-                b, m = np.mean(mine, axis=0)
-                parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
-        return f"loss {last['loss']:.4f} " + " ".join(parts)
+        return f"loss {last['loss']:.4f} " + rd_summary(records, n_q)
 
     run_steps(args, run, step, train_one, summary, save)
 

@@ -30,7 +30,8 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import IGDN, LATENT_CLIP, Codec, Config, synthesis  # noqa: E402
-from train import batches, load_images, load_weights_npz, parse_with_loop_options, run_steps  # noqa: E402
+from train import (assign_positions, batches, load_images, load_weights_npz, parse_with_loop_options,  # noqa: E402
+                   position_arrays, run_steps)
 
 
 def latents(model: Codec, x, quality):
@@ -87,17 +88,11 @@ def prune_into(live, full, usage) -> None:
 
 
 def weight_arrays(seq) -> dict:
-    """The weights of a synthesis Sequential by layer position (``3/kernel``), independent of Keras' names."""
-    return {f"{i}/{w.name}": w.numpy() for i, layer in enumerate(seq.layers) for w in layer.weights}
+    return position_arrays(seq.layers)
 
 
 def assign_weights(seq, arrays: dict) -> None:
-    for i, layer in enumerate(seq.layers):
-        for w in layer.weights:
-            key = f"{i}/{w.name}"
-            if key not in arrays or arrays[key].shape != tuple(w.shape):
-                raise SystemExit(f"live weights lack {key} of shape {tuple(w.shape)}")
-            w.assign(arrays[key])
+    assign_positions(seq.layers, arrays, "live")
 
 
 def build_live(cfg: Config, widths):

@@ -24,10 +24,15 @@ def _decoder_arg(p: argparse.ArgumentParser) -> None:
                    help="synthesis: full (default) or the model's faster live one, at some PSNR")
 
 
+def _analysis_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--analysis", choices=("full", "fast"), default="full",
+                   help="encoder: full (default) or the model's faster fast one, at some PSNR for the bits")
+
+
 def _codec(args, encoder: str = "int8"):
     from edgecodec.codec import Codec
 
-    return Codec.load(args.model, threads=args.threads, encoder=encoder)
+    return Codec.load(args.model, threads=args.threads, encoder=encoder, analysis=args.analysis)
 
 
 def expand_inputs(inputs: list[str], suffixes) -> list[pathlib.Path]:
@@ -161,11 +166,12 @@ def cmd_eval(args) -> int:
     with Progress(0, "eval", enabled=None if not args.json else False) as bar:
         report = evaluate_folder(args.folder, model_dir=args.model, qualities=qualities,
                                  encoder=args.encoder, threads=args.threads, decoder=args.decoder,
+                                 analysis=args.analysis,
                                  progress=lambda done, total: bar.set(done, total))
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(f"{report['images']} images in {report['folder']}, {report['encoder']} encoder, "
+        print(f"{report['images']} images in {report['folder']}, {report['analysis']} {report['encoder']} encoder, "
               f"{report['decoder']} decoder, "
               f"model {report['model_id']}")
         print(f"{'quality':>7} {'bpp':>7} {'PSNR dB':>8} {'enc ms':>7} {'dec ms':>7}")
@@ -183,6 +189,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.add_argument("--quiet", action="store_true", help="no per-file lines")
     _model_args(p)
+    _analysis_arg(p)
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="reconstruct images from .ecc files",
@@ -210,5 +217,6 @@ def register(sub) -> None:
                    help="int8 edge encoder (default) or its float twin")
     p.add_argument("--json", action="store_true", help="print JSON")
     _model_args(p)
+    _analysis_arg(p)
     _decoder_arg(p)
     p.set_defaults(func=cmd_eval)

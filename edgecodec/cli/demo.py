@@ -144,6 +144,7 @@ def summarize(run: dict) -> dict:
         "fps": cam.get("fps", 0.0),
         "kbps": cam.get("kbps", 0.0),
         "encoder": edge.get("encoder"),
+        "analysis": edge.get("analysis"),
         "encode_ms": edge["encode_ms"],
         "psnr_db": probe.get("psnr_db"),
         "decoded": probe.get("decoded", 0),
@@ -186,8 +187,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
     else:
         psnr = f"{s['psnr_db']:.2f} dB" if s["psnr_db"] is not None else "n/a"
-        print(f"  edge     captured {s['captured']}, encoded {s['encoded']} ({s['encoder']} encoder, "
-              f"{s['encode_ms']:.0f} ms), "
+        print(f"  edge     captured {s['captured']}, encoded {s['encoded']} ({s['analysis']} {s['encoder']} "
+              f"encoder, {s['encode_ms']:.0f} ms), "
               f"dropped at source {s['dropped_at_source']}")
         print(f"  stream   {s['fps']:.1f} frames/s, {s['kbps']:.0f} kbit/s; server stored {s['stored']} "
               f"frames, {s['duplicates']} duplicates, in order: {'yes' if s['frames_in_order'] else 'NO'}")

@@ -100,8 +100,15 @@ class CameraConfig:
 ENCODERS = ("auto", "int8", "float")
 
 
+ANALYSES = ("auto", "full", "fast")
+
+
 def _encoder(value: str) -> Optional[str]:
     return None if value in ENCODERS else f"must be one of {', '.join(ENCODERS)}"
+
+
+def _analysis(value: str) -> Optional[str]:
+    return None if value in ANALYSES else f"must be one of {', '.join(ANALYSES)}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +122,9 @@ class EncodeConfig:
     encoder: str = opt("auto", "--encoder", "'int8' (the quantized model meant for ARM boards), 'float' "
                        "(its float twin: same bitstream, faster on x86 CPUs without int8 dot products), "
                        "or 'auto': time both at start-up and keep the faster", _encoder, "KIND")
+    analysis: str = opt("auto", "--analysis", "'full', 'fast' (the model's narrower analysis: about half "
+                        "the work, a lower PSNR for the bits; the same decoder reads it) or 'auto': the "
+                        "full one unless its encode needs more than half the frame period", _analysis, "KIND")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,42 +17,73 @@ from edgecodec.latest import LatestSlot
 log = logging.getLogger(__name__)
 
 
-def load_codec(model: str, threads: int, encoder: str, width: int, height: int, runs: int = 5):
-    """The codec for the edge. With ``encoder="auto"``, the faster of the two encoders here (see
-    ``time_encoders``)."""
+# With analysis "auto", the full analysis is kept while its encode takes at most this share of the frame
+# period: the rest goes to capture, sending and the ups and downs of a busy board.
+FULL_ANALYSIS_SHARE = 0.5
+
+
+def load_codec(model: str, threads: int, encoder: str, width: int, height: int, runs: int = 5,
+               analysis: str = "full", fps: float = 30.0):
+    """The codec for the edge. ``encoder`` (int8, float or auto: the faster) and ``analysis`` (full,
+    fast or auto) as in ``choose_encoder``, from the candidates timed by ``time_encoders``."""
     from edgecodec.codec import Codec
     from edgecodec.models import ModelBundle
 
     bundle = ModelBundle.load(model or None)
-    if encoder == "auto":
-        ms = time_encoders(bundle, threads, width, height, runs)
-        encoder = min(ms, key=ms.get)
-        log.info("encoder: int8 %.1f ms, float %.1f ms a %dx%d frame; using %s", ms["int8"], ms["float"],
-                 width, height, encoder)
-    return Codec(bundle, threads=threads, encoder=encoder)
+    analyses = ["full", "fast"] if analysis == "auto" else [analysis]
+    if not bundle.has_fast_encoder and analysis == "auto":
+        analyses = ["full"]
+    precisions = ["int8", "float"] if encoder == "auto" else [encoder]
+    candidates = [(a, p) for a in analyses for p in precisions]
+    if len(candidates) == 1:
+        return Codec(bundle, threads=threads, encoder=precisions[0], analysis=analyses[0])
+    ms = time_encoders(bundle, threads, width, height, candidates, runs)
+    chosen, why = choose_encoder(ms, 1000.0 / fps)
+    log.info("encoders (ms a %dx%d frame): %s; %s", width, height,
+             ", ".join(f"{a} {p} {t:.1f}" for (a, p), t in ms.items()), why)
+    return Codec(bundle, threads=threads, encoder=chosen[1], analysis=chosen[0])
 
 
-def time_encoders(bundle, threads: int, width: int, height: int, runs: int = 5) -> dict[str, float]:
-    """Median milliseconds of each encoder's network on a frame of the camera's size, in turns.
+def choose_encoder(ms: dict, frame_ms: float) -> tuple[tuple[str, str], str]:
+    """((analysis, precision), reason) from encode times per candidate: the faster precision, and the
+    full analysis unless it needs more than ``FULL_ANALYSIS_SHARE`` of the frame period while a fast one
+    is among the candidates."""
+    full = {k: t for k, t in ms.items() if k[0] == "full"}
+    fast = {k: t for k, t in ms.items() if k[0] == "fast"}
+    if full:
+        best = min(full, key=full.get)
+        budget = FULL_ANALYSIS_SHARE * frame_ms
+        if not fast or full[best] <= budget:
+            return best, f"using {best[0]} {best[1]}"
+        chosen = min(fast, key=fast.get)
+        return chosen, (f"the full analysis needs more than {budget:.1f} ms (half the frame period): "
+                        f"using {chosen[0]} {chosen[1]}")
+    chosen = min(fast, key=fast.get)
+    return chosen, f"using {chosen[0]} {chosen[1]}"
 
-    The int8 model is meant for ARM boards, but XNNPACK's int8 kernels on an x86 CPU without int8
+
+def time_encoders(bundle, threads: int, width: int, height: int, candidates, runs: int = 5) -> dict:
+    """Median milliseconds of a whole encode (network, hyper-synthesis, entropy coding) of a frame of
+    the camera's size, per (analysis, precision) candidate, timed in turns.
+
+    The int8 models are meant for ARM boards, but XNNPACK's int8 kernels on an x86 CPU without int8
     dot products are slower than its float ones (32 against 26 ms a 640x480 frame on one thread of
     the 2-core machine these figures come from), and the float twin writes the same bitstream, at
     1.9 % fewer bits for the same PSNR (BD-rate on Kodak)."""
-    from edgecodec.codec import Codec, pad_image
+    from edgecodec.codec import Codec
     from edgecodec.testscene import TestScene
 
-    frame = pad_image(TestScene(width, height).render(0))
+    frame = TestScene(width, height).render(0)
     quality = bundle.qualities[len(bundle.qualities) // 2]
-    codecs = {kind: Codec(bundle, threads=threads, encoder=kind) for kind in ("int8", "float")}
-    times: dict[str, list[float]] = {kind: [] for kind in codecs}
+    codecs = {c: Codec(bundle, threads=threads, encoder=c[1], analysis=c[0]) for c in candidates}
+    times: dict = {c: [] for c in codecs}
     for i in range(runs + 1):
-        for kind, codec in codecs.items():  # in turns, so both see the same machine
+        for c, codec in codecs.items():  # in turns, so all see the same machine
             t0 = time.perf_counter()
-            codec.analyse(frame, quality)
+            codec.encode(frame, quality)
             if i:  # the first run of each allocates
-                times[kind].append(time.perf_counter() - t0)
-    return {kind: 1000 * sorted(t)[len(t) // 2] for kind, t in times.items()}
+                times[c].append(time.perf_counter() - t0)
+    return {c: 1000 * sorted(t)[len(t) // 2] for c, t in times.items()}
 
 
 @dataclass(frozen=True)

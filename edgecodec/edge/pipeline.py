@@ -53,7 +53,8 @@ class EdgePipeline:
             from edgecodec.edge.encoder import load_codec
 
             codec = self.codec = load_codec(cfg.encode.model, cfg.encode.threads, cfg.encode.encoder,
-                                            cfg.camera.width, cfg.camera.height)
+                                            cfg.camera.width, cfg.camera.height, analysis=cfg.encode.analysis,
+                                            fps=cfg.camera.fps)
         if cfg.encode.target_kbps > 0:
             rate = RateController(cfg.encode.target_kbps, codec.qualities, cfg.camera.fps,
                                   start_quality=min(cfg.encode.quality, codec.qualities[-1]))
@@ -155,6 +156,7 @@ class EdgePipeline:
             "skipped_by_rate_control": e.skipped,
             "encoded": e.encoded,
             "encoder": getattr(self.codec, "encoder_kind", None),
+            "analysis": getattr(self.codec, "analysis", None),
             "encode_ms": round(e.encode_ms, 1),
             "fps": round(e.encoded / elapsed, 2),
             "kbps": round(e.bytes * 8 / 1000 / elapsed, 1),

@@ -157,6 +157,10 @@ class ModelBundle:
     def has_live_decoder(self) -> bool:
         return isinstance(self.manifest.get("live_decoder"), dict)
 
+    @property
+    def has_fast_encoder(self) -> bool:
+        return isinstance(self.manifest.get("fast_encoder"), dict)
+
     def decoder(self, kind: str = "full", threads: int = 2):
         """The synthesis TFLite model: ``full`` (decoder.tflite) or the faster ``live`` one, whose file
         is checked against the SHA-256 the manifest gives, since the model id does not cover it."""
@@ -167,14 +171,34 @@ class ModelBundle:
         entry = self.manifest.get("live_decoder")
         if not isinstance(entry, dict):
             raise ModelError(f"the model in {self.dir} has no live decoder (tools/export_live.py adds one)")
-        name = entry.get("file", contract.LIVE_DECODER)
-        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-            raise ModelError(f"{self.dir / contract.MANIFEST}: bad live decoder file name {name!r}")
+        return self._optional(entry, contract.LIVE_DECODER, "live decoder", threads)
+
+    def fast_encoder(self, quality: int | None, threads: int = 2):
+        """The fast analysis: its int8 model for ``quality``, or (``None``) its float one, checked
+        against the SHA-256 the manifest gives."""
+        entry = self.manifest.get("fast_encoder")
+        if not isinstance(entry, dict):
+            raise ModelError(f"the model in {self.dir} has no fast encoder (tools/export_fast.py adds one)")
+        try:
+            if quality is None:
+                return self._optional(entry["float"], contract.FAST_ENCODER, "fast encoder", threads)
+            file_entry = entry["int8"][quality]
+        except (KeyError, IndexError, TypeError):
+            raise ModelError(f"{self.dir / contract.MANIFEST}: the fast encoder lacks its "
+                             f"{'float' if quality is None else f'quality {quality}'} model") from None
+        return self._optional(file_entry, contract.fast_encoder_name(quality), "fast encoder", threads)
+
+    def _optional(self, entry, default_name: str, what: str, threads: int):
+        """An optional model file named by a manifest entry ``{"file", "sha256"}``: outside the model
+        id, so its bytes are checked against the entry's SHA-256 when first loaded."""
+        name = entry.get("file", default_name) if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ModelError(f"{self.dir / contract.MANIFEST}: bad {what} file name {name!r}")
         if name not in self._verified:
             try:
                 digest = hashlib.sha256((self.dir / name).read_bytes()).hexdigest()
             except OSError as exc:
-                raise ModelError(f"cannot read the live decoder {self.dir / name}: {exc.strerror}") from None
+                raise ModelError(f"cannot read the {what} {self.dir / name}: {exc.strerror}") from None
             if digest != entry.get("sha256"):
                 raise ModelError(f"{self.dir / name} does not match the SHA-256 in its manifest")
             self._verified.add(name)

@@ -17,6 +17,16 @@ DECODER = "decoder.tflite"
 LIVE_DECODER = "decoder_live.tflite"
 DECODERS = ("full", "live")  # "auto" in Codec: the live one where the folder has it
 FLOAT_ENCODER = "encoder_float.tflite"
+# Optional: a narrower analysis writing streams of the same model (its decoder frozen while it learned),
+# named under "fast_encoder" in the manifest: a float file and one int8 file per quality, each with its
+# SHA-256. Outside the model id for the same reason as the live decoder.
+FAST_ENCODER = "encoder_fast.tflite"
+ANALYSES = ("full", "fast")
+PRECISIONS = ("int8", "float")
+
+
+def fast_encoder_name(quality: int) -> str:
+    return f"encoder_fast_q{quality}.tflite"
 HYPER = "hyper.npz"
 CDF_Y = "cdf_y.npz"
 CDF_Z = "cdf_z.npz"
