@@ -93,8 +93,8 @@ class Codec:
         """``decoder="live"`` picks the model's faster synthesis (same bitstream, lower PSNR), ``"auto"``
         that one where the folder has it, else the full one. ``analysis="fast"`` picks its faster
         analysis (streams of the same model, at a lower PSNR for their bits)."""
-        return cls(ModelBundle.load(model_dir), threads=threads, encoder=encoder, decoder=decoder,
-                   analysis=analysis)
+        return cls(ModelBundle.load(model_dir, hyper_threads=threads), threads=threads, encoder=encoder,
+                   decoder=decoder, analysis=analysis)
 
     @property
     def model_id(self) -> bytes:

@@ -131,3 +131,18 @@ def test_cli_encodes_with_the_fast_encoder_and_eval_reports_it(tmp_path, scene):
     report = subprocess.run([*run, "eval", str(tmp_path), "--analysis", "fast", "--qualities", "3", "--json"],
                             capture_output=True, text=True, check=True)
     assert json.loads(report.stdout)["analysis"] == "fast"
+
+
+def test_check_config_explains_fast_analysis_on_a_model_without_one(tmp_path, capsys):
+    from edgecodec.cli import main
+    from tests.stream_support import SECRET
+
+    folder = copy_models(tmp_path)
+    without_fast(folder)
+    config = tmp_path / "edge.toml"
+    config.write_text(f'[link]\nsecret = "{SECRET}"\n[spool]\ndir = "{tmp_path / "spool"}"\n')
+    args = ["edge", "--config", str(config), "--check-config", "--model", str(folder)]
+    assert main(args + ["--analysis", "auto"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--analysis", "fast"]) == 1
+    assert '[encode] analysis = "fast": the model in' in capsys.readouterr().err

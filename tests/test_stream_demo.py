@@ -42,18 +42,21 @@ def test_stream_benchmark_reports_latency_drops_and_server_cpu_per_camera_as_jso
     assert r["captured"] == r["encoded"] + r["dropped_at_source"]
     assert r["latency_decoded_ms"]["median"] > 0 and r["server_ingest_cpu_percent_per_camera"] >= 0
     assert r["encoder"] in ("int8", "float") and r["decoder"] in ("full", "live")
+    assert r["analysis"] in ("full", "fast")
 
 
-@pytest.mark.parametrize("decoder", ["full", "live"])
-def test_stream_benchmark_decodes_with_the_synthesis_it_is_asked_for(decoder):
+@pytest.mark.parametrize("decoder, analysis", [("full", "full"), ("live", "fast")])
+def test_stream_benchmark_encodes_and_decodes_with_the_networks_it_is_asked_for(decoder, analysis):
     from edgecodec.models import ModelBundle
 
-    if decoder == "live" and not ModelBundle.load().has_live_decoder:
-        pytest.skip("the shipped model has no live decoder")
+    bundle = ModelBundle.load()
+    if (decoder == "live" and not bundle.has_live_decoder) or (analysis == "fast" and not bundle.has_fast_encoder):
+        pytest.skip("the shipped model lacks the live decoder or the fast encoder")
     out = subprocess.run([sys.executable, "tools/bench_stream.py", "--duration", "1.5", "--warmup", "0.5",
                           "--width", "96", "--height", "64", "--fps", "10", "--decoder", decoder,
-                          "--edge-encoder", "int8", "--json"],
+                          "--edge-encoder", "int8", "--edge-analysis", analysis, "--json"],
                          capture_output=True, text=True, timeout=150, cwd=REPO)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert (r["decoder"], r["encoder"]) == (decoder, "int8") and r["decoded"] > 0 and r["psnr_db"] > 20
+    assert (r["decoder"], r["encoder"], r["analysis"]) == (decoder, "int8", analysis)
+    assert r["decoded"] > 0 and r["psnr_db"] > 20

@@ -19,7 +19,8 @@ from edgecodec.errors import ConfigError, EdgecodecError
 def register(sub) -> None:
     p = sub.add_parser(
         "edge", help="stream a camera to a server (the edge service)",
-        description="Capture frames, encode them with the int8 encoder and stream them to an edgecodec "
+        description="Capture frames, encode them (int8 or float, full or fast analysis: see --encoder and "
+                    "--analysis) and stream them to an edgecodec "
                     "server, spooling to disk while it is unreachable. Options come from --config "
                     "(TOML, sections [camera] [encode] [link] [spool] [service] [bridge]); flags "
                     "override it. Exit codes: 0 ok, 1 error, 2 usage.")
@@ -57,6 +58,8 @@ def check_config(config: edge_config.EdgeConfig) -> list[str]:
         if not config.encode.target_kbps and config.encode.quality not in bundle.qualities:
             problems.append(f"[encode] quality = {config.encode.quality}: this model has qualities "
                             f"{bundle.qualities[0]}..{bundle.qualities[-1]}")
+        if config.encode.analysis == "fast" and not bundle.has_fast_encoder:
+            problems.append(f"[encode] analysis = \"fast\": the model in {bundle.dir} has no fast encoder")
     except EdgecodecError as exc:
         problems.append(f"model: {exc}")
     problems += _check_bridge_port(config)

@@ -29,7 +29,7 @@ def load_codec(model: str, threads: int, encoder: str, width: int, height: int, 
     from edgecodec.codec import Codec
     from edgecodec.models import ModelBundle
 
-    bundle = ModelBundle.load(model or None)
+    bundle = ModelBundle.load(model or None, hyper_threads=threads)
     analyses = ["full", "fast"] if analysis == "auto" else [analysis]
     if not bundle.has_fast_encoder and analysis == "auto":
         analyses = ["full"]

@@ -39,7 +39,9 @@ class ModelBundle:
         self._verified: set[str] = set()  # optional files checked against the manifest's SHA-256
 
     @classmethod
-    def load(cls, directory=None, verify: bool = True) -> "ModelBundle":
+    def load(cls, directory=None, verify: bool = True, hyper_threads: int = 2) -> "ModelBundle":
+        """``hyper_threads``: threads of the hyper-synthesis convolutions (give a codec's own count, so
+        that ``threads=1`` really means one thread)."""
         directory = pathlib.Path(directory) if directory is not None else default_model_dir()
         path = directory / contract.MANIFEST
         try:
@@ -60,7 +62,7 @@ class ModelBundle:
                     raise ModelError(f"model file {directory / name} is missing")
         except (KeyError, TypeError) as exc:
             raise ModelError(f"{path}: malformed manifest ({exc})") from None
-        bundle = cls(directory, manifest)
+        bundle = cls(directory, manifest, hyper_threads)
         if verify:
             expected = manifest.get("model_id", "")
             actual = bundle.compute_id().hex()
