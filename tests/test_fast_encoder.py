@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from edgecodec.bitstream import unpack
@@ -100,14 +99,16 @@ def test_fast_encoder_file_names_outside_the_folder_are_refused(tmp_path, scene,
         codec.encode(scene, 2)
 
 
-def test_a_manifest_missing_a_qualitys_fast_model_is_refused_clearly(tmp_path, scene):
+@pytest.mark.parametrize("damage", ["truncated", "out of order"])
+def test_a_manifest_missing_a_qualitys_fast_model_is_refused_clearly(tmp_path, scene, damage):
     folder = copy_models(tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["fast_encoder"]["int8"] = manifest["fast_encoder"]["int8"][:2]
+    int8 = manifest["fast_encoder"]["int8"]
+    manifest["fast_encoder"]["int8"] = int8[:2] if damage == "truncated" else int8[::-1]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     codec = Codec.load(folder, encoder="int8", analysis="fast")
-    with pytest.raises(ModelError, match="lacks its quality 4 model"):
-        codec.encode(scene, 4)
+    with pytest.raises(ModelError, match="lacks its quality 2 model"):
+        codec.encode(scene, 2)
 
 
 def test_unknown_analysis_name_is_refused():

@@ -136,6 +136,34 @@ def rd_summary(records, n_q: int) -> str:
     return " ".join(parts)
 
 
+def add_part_options(ap: argparse.ArgumentParser, part: str, widths: str, widths_help: str, batch: int,
+                     lr: float) -> None:
+    """The options of the scripts that train one part of a trained codec against the rest of it, frozen
+    (``train_live.py``, ``train_fast.py``): data, the codec's weights, run folder, the part's widths, the
+    committed part to continue from, batch, crop, scale and learning rate."""
+    ap.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
+    ap.add_argument("--init", default="models/checkpoint/weights.npz",
+                    help="the trained codec's weights (its .json beside it gives the config)")
+    ap.add_argument("--run", default=f"runs/{part}", help="run folder for checkpoints and logs")
+    ap.add_argument("--widths", default=widths, help=widths_help)
+    ap.add_argument("--prune-from", metavar=f"{part.upper()}.npz",
+                    help=f"start from this {part} part (its .json gives its widths) instead of the codec's own")
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--scale-min", type=float, default=0.5)
+    ap.add_argument("--lr", type=float, default=lr)
+
+
+def save_part(manager, step, run: pathlib.Path, part: str, arrays: dict, widths, codec_meta: dict, init) -> None:
+    """A part's full checkpoint, then its weights-only ``RUN/<part>.npz`` (replaced atomically) and
+    ``RUN/<part>.json``: step, widths and the codec checkpoint it belongs to."""
+    manager.save(checkpoint_number=int(step))
+    np.savez(run / f"{part}.tmp.npz", **arrays)
+    os.replace(run / f"{part}.tmp.npz", run / f"{part}.npz")
+    (run / f"{part}.json").write_text(json.dumps({"step": int(step), "widths": list(widths),
+                                                  "codec_step": codec_meta.get("step"), "codec": str(init)}))
+
+
 def parse_with_loop_options(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Add the options ``run_steps`` reads (and TensorFlow's thread count, which it sets), then parse."""
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")

@@ -29,8 +29,8 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import Codec, Config  # noqa: E402
-from train import (assign_positions, batches, load_images, load_weights_npz, parse_with_loop_options,  # noqa: E402
-                   position_arrays, rd_loss, rd_summary, run_steps)
+from train import (add_part_options, assign_positions, batches, load_images, load_weights_npz,  # noqa: E402
+                   parse_with_loop_options, position_arrays, rd_loss, rd_summary, run_steps, save_part)
 
 
 def encoder_convs(model: Codec) -> list:
@@ -127,17 +127,7 @@ def teacher_analysis(codec_weights):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
-    ap.add_argument("--init", default="models/checkpoint/weights.npz",
-                    help="the trained codec's weights (its .json beside it gives the config)")
-    ap.add_argument("--run", default="runs/fast", help="run folder for checkpoints and logs")
-    ap.add_argument("--widths", default="24,32", help="channels of the first two analysis layers")
-    ap.add_argument("--prune-from", metavar="FAST.npz",
-                    help="start from this fast encoder (its .json gives its widths) instead of the codec's")
-    ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--scale-min", type=float, default=0.5)
-    ap.add_argument("--lr", type=float, default=3e-4)
+    add_part_options(ap, "fast", "24,32", "channels of the first two analysis layers", batch=4, lr=3e-4)
     ap.add_argument("--distill", type=float, default=0.0,
                     help="weight of a term pulling the fast analysis' latents and last hidden features towards "
                          "the codec's own (normalized squared error; 0: the rate-distortion loss alone)")
@@ -196,11 +186,7 @@ def main(argv=None):
         return bpp, mse
 
     def save():
-        manager.save(checkpoint_number=int(step))
-        np.savez(run / "fast.tmp.npz", **weight_arrays(model))
-        os.replace(run / "fast.tmp.npz", run / "fast.npz")
-        (run / "fast.json").write_text(json.dumps({"step": int(step), "widths": list(widths),
-                                                   "codec_step": base.get("step"), "codec": str(init)}))
+        save_part(manager, step, run, "fast", weight_arrays(model), widths, base, init)
 
     def train_one():
         quality = rng.integers(0, n_q, args.batch).astype(np.int32)

@@ -30,8 +30,8 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import IGDN, LATENT_CLIP, Codec, Config, synthesis  # noqa: E402
-from train import (assign_positions, batches, load_images, load_weights_npz, parse_with_loop_options,  # noqa: E402
-                   position_arrays, run_steps)
+from train import (add_part_options, assign_positions, batches, load_images, load_weights_npz,  # noqa: E402
+                   parse_with_loop_options, position_arrays, run_steps, save_part)
 
 
 def latents(model: Codec, x, quality):
@@ -103,17 +103,7 @@ def build_live(cfg: Config, widths):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="+", help="folders of training images (searched recursively)")
-    ap.add_argument("--init", default="models/checkpoint/weights.npz",
-                    help="the trained codec's weights (its .json beside it gives the config)")
-    ap.add_argument("--run", default="runs/live", help="run folder for checkpoints and logs")
-    ap.add_argument("--widths", default="32,16,8", help="channels of the three hidden stages")
-    ap.add_argument("--prune-from", metavar="LIVE.npz",
-                    help="start from this live decoder (its .json gives its widths) instead of the full one")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--scale-min", type=float, default=0.5)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    add_part_options(ap, "live", "32,16,8", "channels of the three hidden stages", batch=8, lr=1e-3)
     args = parse_with_loop_options(ap, argv)
     init = pathlib.Path(args.init)
     base = json.loads(init.with_suffix(".json").read_text())
@@ -172,11 +162,7 @@ def main(argv=None):
         return mse
 
     def save():
-        manager.save(checkpoint_number=int(step))
-        np.savez(run / "live.tmp.npz", **weight_arrays(live))
-        os.replace(run / "live.tmp.npz", run / "live.npz")
-        (run / "live.json").write_text(json.dumps({"step": int(step), "widths": list(widths),
-                                                   "codec_step": base.get("step"), "codec": str(init)}))
+        save_part(manager, step, run, "live", weight_arrays(live), widths, base, init)
 
     def train_one():
         quality = rng.integers(0, n_q, args.batch).astype(np.int32)

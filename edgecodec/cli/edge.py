@@ -19,8 +19,7 @@ from edgecodec.errors import ConfigError, EdgecodecError
 def register(sub) -> None:
     p = sub.add_parser(
         "edge", help="stream a camera to a server (the edge service)",
-        description="Capture frames, encode them (int8 or float, full or fast analysis: see --encoder and "
-                    "--analysis) and stream them to an edgecodec "
+        description="Capture frames, encode them on the edge and stream them to an edgecodec "
                     "server, spooling to disk while it is unreachable. Options come from --config "
                     "(TOML, sections [camera] [encode] [link] [spool] [service] [bridge]); flags "
                     "override it. Exit codes: 0 ok, 1 error, 2 usage.")

@@ -185,6 +185,8 @@ class ModelBundle:
             if quality is None:
                 return self._optional(entry["float"], contract.FAST_ENCODER, "fast encoder", threads)
             file_entry = entry["int8"][quality]
+            if file_entry["quality"] != quality:
+                raise KeyError(quality)
         except (KeyError, IndexError, TypeError):
             raise ModelError(f"{self.dir / contract.MANIFEST}: the fast encoder lacks its "
                              f"{'float' if quality is None else f'quality {quality}'} model") from None
