@@ -84,7 +84,9 @@ def main(argv=None) -> int:
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--quality", type=int, default=4)
     p.add_argument("--target-kbps", type=float, default=0.0)
-    p.add_argument("--edge-threads", type=int, default=2, help="encoder threads (default 2)")
+    p.add_argument("--edge-threads", type=int, default=1,
+                   help="encoder threads (default 1: with the server's one decoder thread, each process has "
+                   "one of two cores, as if on two machines; 2 oversubscribes them)")
     p.add_argument("--edge-encoder", choices=("auto", "int8", "float"), default="auto",
                    help="as `edgecodec edge --encoder` (default auto: the faster of the two on this machine)")
     p.add_argument("--edge-analysis", choices=("auto", "full", "fast"), default="auto",

@@ -63,9 +63,12 @@ def _reap(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
 
 def run_loopback(duration: float, width: int = 640, height: int = 480, fps: float = 30.0,
                  quality: int = 4, target_kbps: float = 0.0, warmup: float = 1.0,
-                 edge_threads: int = 2, decode_threads: int = 1, extra_edge_args: tuple = (),
+                 edge_threads: int = 1, decode_threads: int = 1, extra_edge_args: tuple = (),
                  extra_cameras: int = 0, on_listening=None, progress=None, decoder: str = "auto") -> dict:
     """Run server and edge processes for ``duration`` s; return both sides' figures and CPU times.
+
+    By default the edge encodes and the server decodes on one thread each: the two share this machine
+    as if each ran on its own one-core machine, and neither's thread pool waits on the other's.
 
     ``extra_cameras`` adds secrets for cameras ``replay-1``.. that the caller connects itself
     (``on_listening(url, port, secrets)`` is called once the server listens).
