@@ -164,6 +164,16 @@ def save_part(manager, step, run: pathlib.Path, part: str, arrays: dict, widths,
                                                   "codec_step": codec_meta.get("step"), "codec": str(init)}))
 
 
+def continue_or_start(step, meta, widths, prune_from, label: str) -> None:
+    """After pruning: a committed part of the same widths was copied whole, so its run continues at its
+    step; anything narrower starts a new run."""
+    if meta and tuple(meta["widths"]) == tuple(widths):
+        step.assign(meta["step"])
+        print(f"continuing {prune_from} at step {int(step)}", flush=True)
+    else:
+        print(f"pruned {label} to {tuple(widths)}", flush=True)
+
+
 def parse_with_loop_options(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
     """Add the options ``run_steps`` reads (and TensorFlow's thread count, which it sets), then parse."""
     ap.add_argument("--steps", type=int, default=10**9, help="stop after this many total steps")

@@ -29,8 +29,9 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import Codec, Config  # noqa: E402
-from train import (add_part_options, assign_positions, batches, load_images, load_weights_npz,  # noqa: E402
-                   parse_with_loop_options, position_arrays, rd_loss, rd_summary, run_steps, save_part)
+from train import (add_part_options, assign_positions, batches, continue_or_start, load_images,  # noqa: E402
+                   load_weights_npz, parse_with_loop_options, position_arrays, rd_loss, rd_summary,
+                   run_steps, save_part)
 
 
 def encoder_convs(model: Codec) -> list:
@@ -159,11 +160,7 @@ def main(argv=None):
     else:
         source, usage, label, meta = start
         prune_into(model, source, usage)
-        if meta and tuple(meta["widths"]) == widths:  # the same widths: a copy, so resume
-            step.assign(meta["step"])
-            print(f"continuing {args.prune_from} at step {int(step)}", flush=True)
-        else:
-            print(f"pruned {label} to {widths}", flush=True)
+        continue_or_start(step, meta, widths, args.prune_from, label)
     opt.learning_rate.assign(args.lr)
     lambdas = tf.constant(cfg.lambdas, tf.float32)
     trainable = model.g_a.trainable_variables + model.h_a.trainable_variables

@@ -30,8 +30,8 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import IGDN, LATENT_CLIP, Codec, Config, synthesis  # noqa: E402
-from train import (add_part_options, assign_positions, batches, load_images, load_weights_npz,  # noqa: E402
-                   parse_with_loop_options, position_arrays, run_steps, save_part)
+from train import (add_part_options, assign_positions, batches, continue_or_start, load_images,  # noqa: E402
+                   load_weights_npz, parse_with_loop_options, position_arrays, run_steps, save_part)
 
 
 def latents(model: Codec, x, quality):
@@ -141,11 +141,7 @@ def main(argv=None):
             with np.load(args.prune_from) as data:
                 assign_weights(source, {k: data[k] for k in data.files})
         prune_into(live, source, channel_usage(source, latents(model, x, q)))
-        if args.prune_from and tuple(meta["widths"]) == widths:  # the same widths: a copy, so resume
-            step.assign(meta["step"])
-            print(f"continuing {args.prune_from} at step {int(step)}", flush=True)
-        else:
-            print(f"pruned {label} to {widths}", flush=True)
+        continue_or_start(step, meta if args.prune_from else None, widths, args.prune_from, label)
     opt.learning_rate.assign(args.lr)
     lambdas = tf.constant(cfg.lambdas, tf.float32)
 
