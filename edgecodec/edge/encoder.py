@@ -64,7 +64,8 @@ def choose_encoder(ms: dict, frame_ms: float) -> tuple[tuple[str, str], str]:
 
 def time_encoders(bundle, threads: int, width: int, height: int, candidates, runs: int = 5) -> dict:
     """Milliseconds a whole encode of a frame of the camera's size takes, per (analysis, precision)
-    candidate: the median of each candidate's network, timed in turns, plus the rest of an encode
+    candidate: the fastest of each candidate's network runs, timed in turns (other processes only ever
+    add time, and at start-up they are busy too), plus the median of the rest of an encode
     (hyper-synthesis, context, range coding), which is the same for every candidate and timed apart so
     that its noise does not decide between them.
 
@@ -95,7 +96,7 @@ def time_encoders(bundle, threads: int, width: int, height: int, candidates, run
         if i:
             rest.append((t1 - t0) - (time.perf_counter() - t1))
     rest_ms = max(0.0, 1000 * sorted(rest)[len(rest) // 2])
-    return {c: 1000 * sorted(t)[len(t) // 2] + rest_ms for c, t in times.items()}
+    return {c: 1000 * min(t) + rest_ms for c, t in times.items()}
 
 
 @dataclass(frozen=True)
