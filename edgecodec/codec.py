@@ -113,14 +113,8 @@ class Codec:
         """Integer latents (y, z) of a padded RGB image, from the chosen analysis' int8 encoder or its
         float twin."""
         x = rgb_padded[None]
-        bundle, fast = self.bundle, self.analysis == "fast"
-        if self.encoder_kind == "int8":
-            model = bundle.fast_encoder(quality, self.threads) if fast else bundle.encoder(quality, self.threads)
-            outs = model.run(x)
-        else:
-            model = bundle.fast_encoder(None, self.threads) if fast else bundle.tflite(contract.FLOAT_ENCODER,
-                                                                                        self.threads)
-            outs = model.run(x.astype(np.float32))
+        model = self.bundle.encoder(quality, self.threads, self.encoder_kind, self.analysis)
+        outs = model.run(x if self.encoder_kind == "int8" else x.astype(np.float32))
         outs = sorted(outs, key=lambda a: -a.shape[1])
         y, z = outs[0][0], outs[1][0]
         if self.encoder_kind == "float":

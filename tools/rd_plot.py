@@ -22,6 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from edgecodec.codec import Codec  # noqa: E402
 from edgecodec.evaluate import evaluate_folder, list_images, psnr  # noqa: E402
 from edgecodec.imageio import read_image  # noqa: E402
+from edgecodec.models import ModelBundle  # noqa: E402
 
 OPENCV_CODECS = {
     "JPEG": (".jpg", lambda q: [cv2.IMWRITE_JPEG_QUALITY, q], [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),
@@ -107,7 +108,7 @@ def main(argv=None):
     int8, flt, live = "edgecodec (int8 encoder)", "edgecodec (float encoder)", "edgecodec (int8, live decoder)"
     fast_int8, fast_flt = "edgecodec (fast int8 encoder)", "edgecodec (fast float encoder)"
     runs = [("int8", "full", "full", int8), ("float", "full", "full", flt)]
-    bundle = Codec.load(args.model).bundle
+    bundle = ModelBundle.load(args.model)
     if args.live and bundle.has_live_decoder:
         runs.append(("int8", "full", "live", live))
     if args.fast and bundle.has_fast_encoder:

@@ -110,28 +110,9 @@ def starting_point(cfg: Config, init, base: dict, prune_from, x_u8):
     return arrays, usage, label, meta
 
 
-def teacher_analysis(codec_weights):
-    """x -> (y, last hidden features) of the codec's own analysis, from its weights file (layer order)."""
-    with np.load(codec_weights) as data:
-        arrays = [tf.constant(data[k]) for k in data.files if "/g_a/" in k]
-    layers = list(zip(arrays[0::2], arrays[1::2]))
-
-    def analyse(x):
-        h = x
-        for kernel, bias in layers[:-1]:
-            h = tf.nn.relu(tf.nn.conv2d(h, kernel, 2, "SAME") + bias)
-        kernel, bias = layers[-1]
-        return tf.nn.conv2d(h, kernel, 2, "SAME") + bias, h
-
-    return analyse
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_part_options(ap, "fast", "24,32", "channels of the first two analysis layers", batch=4, lr=3e-4)
-    ap.add_argument("--distill", type=float, default=0.0,
-                    help="weight of a term pulling the fast analysis' latents and last hidden features towards "
-                         "the codec's own (normalized squared error; 0: the rate-distortion loss alone)")
     args = parse_with_loop_options(ap, argv)
     init = pathlib.Path(args.init)
     base = json.loads(init.with_suffix(".json").read_text())
@@ -165,18 +146,10 @@ def main(argv=None):
     lambdas = tf.constant(cfg.lambdas, tf.float32)
     trainable = model.g_a.trainable_variables + model.h_a.trainable_variables
 
-    teacher = teacher_analysis(init)
-    distill = tf.constant(args.distill, tf.float32)
-
     @tf.function
     def train_step(x_u8, quality):
         with tf.GradientTape() as tape:
             loss, bpp, mse = rd_loss(model, x_u8, quality, lambdas)
-            if args.distill > 0:
-                x = tf.cast(x_u8, tf.float32) / 255.0
-                pairs = zip(model.analyse(x), teacher(x))
-                loss += distill * tf.add_n([tf.reduce_mean(tf.square(s - t)) / (tf.reduce_mean(tf.square(t)) + 1e-6)
-                                            for s, t in pairs])
         grads = tape.gradient(loss, trainable)
         grads, _ = tf.clip_by_global_norm(grads, 5.0)
         opt.apply_gradients(zip(grads, trainable))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -30,9 +31,7 @@ def load_codec(model: str, threads: int, encoder: str, width: int, height: int, 
     from edgecodec.models import ModelBundle
 
     bundle = ModelBundle.load(model or None, hyper_threads=threads)
-    analyses = ["full", "fast"] if analysis == "auto" else [analysis]
-    if not bundle.has_fast_encoder and analysis == "auto":
-        analyses = ["full"]
+    analyses = [analysis] if analysis != "auto" else ["full", "fast"] if bundle.has_fast_encoder else ["full"]
     precisions = ["int8", "float"] if encoder == "auto" else [encoder]
     candidates = [(a, p) for a in analyses for p in precisions]
     if len(candidates) == 1:
@@ -48,18 +47,14 @@ def choose_encoder(ms: dict, frame_ms: float) -> tuple[tuple[str, str], str]:
     """((analysis, precision), reason) from encode times per candidate: the faster precision, and the
     full analysis unless it needs more than ``FULL_ANALYSIS_SHARE`` of the frame period while a fast one
     is among the candidates."""
-    full = {k: t for k, t in ms.items() if k[0] == "full"}
-    fast = {k: t for k, t in ms.items() if k[0] == "fast"}
-    if full:
-        best = min(full, key=full.get)
-        budget = FULL_ANALYSIS_SHARE * frame_ms
-        if not fast or full[best] <= budget:
-            return best, f"using {best[0]} {best[1]}"
-        chosen = min(fast, key=fast.get)
-        return chosen, (f"the full analysis needs more than {budget:.1f} ms (half the frame period): "
-                        f"using {chosen[0]} {chosen[1]}")
-    chosen = min(fast, key=fast.get)
-    return chosen, f"using {chosen[0]} {chosen[1]}"
+    fast = [c for c in ms if c[0] == "fast"]
+    best = min([c for c in ms if c[0] == "full"] or fast, key=ms.get)
+    budget = FULL_ANALYSIS_SHARE * frame_ms
+    if best[0] == "full" and fast and ms[best] > budget:
+        best = min(fast, key=ms.get)
+        return best, (f"the full analysis needs more than {budget:.1f} ms (half the frame period): "
+                      f"using fast {best[1]}")
+    return best, f"using {best[0]} {best[1]}"
 
 
 def time_encoders(bundle, threads: int, width: int, height: int, candidates, runs: int = 5) -> dict:
@@ -81,21 +76,19 @@ def time_encoders(bundle, threads: int, width: int, height: int, candidates, run
     quality = bundle.qualities[len(bundle.qualities) // 2]
     codecs = {c: Codec(bundle, threads=threads, encoder=c[1], analysis=c[0]) for c in candidates}
     times: dict = {c: [] for c in codecs}
-    rest = []
+    first = next(iter(codecs.values()))
+    encodes = []
     for i in range(runs + 1):
         for c, codec in codecs.items():  # in turns, so all see the same machine
             t0 = time.perf_counter()
             codec.analyse(padded, quality)
             if i:  # the first run of each allocates
                 times[c].append(time.perf_counter() - t0)
-        codec = next(iter(codecs.values()))
         t0 = time.perf_counter()
-        codec.encode(frame, quality)
-        t1 = time.perf_counter()
-        codec.analyse(padded, quality)
+        first.encode(frame, quality)
         if i:
-            rest.append((t1 - t0) - (time.perf_counter() - t1))
-    rest_ms = max(0.0, 1000 * sorted(rest)[len(rest) // 2])
+            encodes.append(time.perf_counter() - t0)
+    rest_ms = max(0.0, 1000 * (statistics.median(encodes) - statistics.median(times[candidates[0]])))
     return {c: 1000 * min(t) + rest_ms for c, t in times.items()}
 
 

@@ -216,5 +216,11 @@ class ModelBundle:
             self._models[key] = TFLiteModel(self.dir / name, threads)
         return self._models[key]
 
-    def encoder(self, quality: int, threads: int = 2):
+    def encoder(self, quality: int, threads: int = 2, precision: str = "int8", analysis: str = "full"):
+        """The analysis network that encodes ``quality``: int8 (one model per quality, its gain folded in)
+        or float (one model for all, the caller applies the gain), of the full or the fast analysis."""
+        if analysis == "fast":
+            return self.fast_encoder(quality if precision == "int8" else None, threads)
+        if precision == "float":
+            return self.tflite(contract.FLOAT_ENCODER, threads)
         return self.tflite(self.manifest["qualities"][quality]["encoder"], threads)

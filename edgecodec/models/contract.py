@@ -23,10 +23,6 @@ FLOAT_ENCODER = "encoder_float.tflite"
 FAST_ENCODER = "encoder_fast.tflite"
 ANALYSES = ("full", "fast")
 PRECISIONS = ("int8", "float")
-
-
-def fast_encoder_name(quality: int) -> str:
-    return f"encoder_fast_q{quality}.tflite"
 HYPER = "hyper.npz"
 CDF_Y = "cdf_y.npz"
 CDF_Z = "cdf_z.npz"
@@ -49,6 +45,10 @@ ALIGN = 16
 # Fixed-point precision of the integer hyper-synthesis requantization multipliers.
 HYPER_SHIFT = 24
 ACT_MAX = 127
+
+
+def fast_encoder_name(quality: int) -> str:
+    return f"encoder_fast_q{quality}.tflite"
 
 
 def log_scale_step() -> float:
