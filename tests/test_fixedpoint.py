@@ -1,7 +1,7 @@
 """The C fixed-point kernels give the numpy reference's integers bit for bit, and refuse bad buffers.
 
-No TFLite here (the hyper-synthesis runs its numpy convolutions), so this file also runs under the
-sanitizers (.ci/asan.sh)."""
+No TFLite here (the hyper-synthesis runs its convolutions on the int8 kernel, or numpy without AVX2),
+so this file also runs under the sanitizers (.ci/asan.sh)."""
 from __future__ import annotations
 
 import numpy as np

@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecodec.entropy import CdfTables
 from edgecodec.errors import EdgecodecError, ModelError
-from edgecodec.models import contract
+from edgecodec.models import contract, int8
 from edgecodec.models.context import CheckerboardContext
 from edgecodec.models.hyper import HyperSynthesis
 
@@ -106,10 +106,11 @@ class ModelBundle:
 
     @cached_property
     def hyper(self) -> HyperSynthesis:
-        """The integer hyper-synthesis, with its convolutions on TFLite when the folder carries them."""
-        names = self.manifest.get("hyper_convs") or []
+        """The integer hyper-synthesis: its convolutions on the int8 kernel where the CPU has one, else on
+        TFLite when the folder carries them."""
+        names = [] if int8.AVAILABLE else self.manifest.get("hyper_convs") or []
         convs = [self._exact_conv(name) for name in names] or None
-        return HyperSynthesis(self._hyper_arrays, convs)
+        return HyperSynthesis(self._hyper_arrays, convs, self.hyper_threads)
 
     @cached_property
     def context(self) -> CheckerboardContext | None:

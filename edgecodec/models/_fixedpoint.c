@@ -1,5 +1,6 @@
 /*
- * _fixedpoint.c -- the integer requantization steps of the hyper-synthesis and the checkerboard context.
+ * _fixedpoint.c -- the integer steps of the hyper-synthesis and the checkerboard context: requantization
+ * (here) and, further down, exact int8 products on AVX2.
  *
  * Why C: these steps are a handful of elementwise int64 operations over every latent. Written as
  * numpy expressions each one is a pass over memory with a temporary array, and together they cost
@@ -230,9 +231,298 @@ fail:
     return NULL;
 }
 
+/* ---- Exact int8 products: the hyper-synthesis' 3x3 convolutions and the context's taps ------------
+ *
+ * Why: these products are a fifth of an encode and of a decode (at 640x480, about 6 of 26 ms each side on
+ * one thread), and they are integer products that were run as float32 only because float32 is exact
+ * for them. AVX2's vpmaddubsw multiplies 32 unsigned by signed bytes per instruction and adds pairs
+ * into 16-bit lanes; vpmaddwd then adds those pairs into 32-bit lanes. That is twice the multiplies
+ * of a float32 FMA per instruction, and the int32 accumulators are exact by construction.
+ *
+ * Exactness: |a| <= 127 (unsigned activations) or <= 128 (signed ones, as |a| with the sign moved to
+ * the weight by vpsignb) and |w| <= 127, so a pair of products is at most 2 * 128 * 127 = 32512 and
+ * never saturates the 16-bit lane. Activations arrive as float32 holding integers; they are clamped
+ * to [0, 127] or [-128, 127] (NaN to 0) while they are converted, so any input is defined. Weights
+ * outside [-127, 127] (a -128) may saturate: the callers' loaders refuse such models. The sums leave
+ * as float32, exact below 2^24, which the callers' width checks guarantee.
+ *
+ * Weights are packed by ``pack_int8`` in Python's words, (Kb, Mb, 8, 4) int8: for each group of four
+ * taps and eight output channels, channel j's four weights at bytes 4j..4j+3, so one 32-byte load
+ * feeds eight channels. K taps are padded to 4 * Kb with zero weights; M must be a multiple of 16.
+ * Without AVX2 (other CPUs, other compilers) ``int8_available()`` is False and the callers keep their
+ * float32 path.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_KERNEL 1
+#include <immintrin.h>
+#endif
+
+#define TILE_ROWS 4  /* output rows (pixels) per micro-tile */
+#define BLOCK_ROWS 32 /* rows gathered per pass: 32 x 576 taps is 18 KiB, in L1 with one column pair */
+/* A tile reads TILE_ROWS rows of the block, the last ones zero padding: the block must hold whole tiles. */
+typedef char block_holds_whole_tiles[BLOCK_ROWS % TILE_ROWS == 0 ? 1 : -1];
+
+static int8_t to_int8(float v, int is_signed)
+{
+    float lo = is_signed ? -128.0f : 0.0f, hi = 127.0f;
+    if (!(v >= lo))
+        return (int8_t)lo;
+    if (v > hi)
+        return (int8_t)hi;
+    return (int8_t)(int)v;
+}
+
+#ifdef HAVE_AVX2_KERNEL
+/* to_int8 over n values, 32 at a time: max/min clamp (NaN becomes lo: vmaxps returns its second
+ * operand when either is NaN), truncating conversion, then two saturating packs whose lane order
+ * the final permute undoes. */
+__attribute__((target("avx2"))) static void
+convert_int8(const float *a, Py_ssize_t n, int is_signed, int8_t *dst)
+{
+    const __m256 lo = _mm256_set1_ps(is_signed ? -128.0f : 0.0f), hi = _mm256_set1_ps(127.0f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    Py_ssize_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i q[4];
+        for (int j = 0; j < 4; j++)
+            q[j] = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_loadu_ps(a + i + 8 * j), lo), hi));
+        __m256i p16a = _mm256_packs_epi32(q[0], q[1]), p16b = _mm256_packs_epi32(q[2], q[3]);
+        __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), order);
+        _mm256_storeu_si256((__m256i *)(dst + i), p8);
+    }
+    for (; i < n; i++)
+        dst[i] = to_int8(a[i], is_signed);
+}
+
+__attribute__((target("avx2"), always_inline)) static inline void
+tile(const int8_t *a, Py_ssize_t kb_n, const int8_t *w, Py_ssize_t mb_n, Py_ssize_t p, int is_signed,
+     float *out, Py_ssize_t out_stride, int rows)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const Py_ssize_t k_all = 4 * kb_n;
+    __m256i c[TILE_ROWS][2];
+    for (int i = 0; i < TILE_ROWS; i++)
+        c[i][0] = c[i][1] = _mm256_setzero_si256();
+    for (Py_ssize_t kb = 0; kb < kb_n; kb++) {
+        const int8_t *wp = w + (kb * mb_n + p) * 32;
+        __m256i b0 = _mm256_loadu_si256((const __m256i *)wp);
+        __m256i b1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
+        for (int i = 0; i < TILE_ROWS; i++) {
+            int32_t quad;
+            memcpy(&quad, a + i * k_all + 4 * kb, 4);
+            __m256i x = _mm256_set1_epi32(quad), t0, t1;
+            if (is_signed) {
+                __m256i ax = _mm256_abs_epi8(x);
+                t0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(b0, x));
+                t1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(b1, x));
+            } else {
+                t0 = _mm256_maddubs_epi16(x, b0);
+                t1 = _mm256_maddubs_epi16(x, b1);
+            }
+            c[i][0] = _mm256_add_epi32(c[i][0], _mm256_madd_epi16(t0, ones));
+            c[i][1] = _mm256_add_epi32(c[i][1], _mm256_madd_epi16(t1, ones));
+        }
+    }
+    for (int i = 0; i < rows; i++) {
+        _mm256_storeu_ps(out + i * out_stride + 16 * (p / 2), _mm256_cvtepi32_ps(c[i][0]));
+        _mm256_storeu_ps(out + i * out_stride + 16 * (p / 2) + 8, _mm256_cvtepi32_ps(c[i][1]));
+    }
+}
+
+/* rows x (4 kb_n) int8 taps in `a` (rows padded with zeros to a multiple of TILE_ROWS) times the packed
+ * weights, into `out` (valid rows only). */
+__attribute__((target("avx2"))) static void
+block_product(const int8_t *a, Py_ssize_t rows, Py_ssize_t kb_n, const int8_t *w, Py_ssize_t mb_n,
+              int is_signed, float *out, Py_ssize_t out_stride)
+{
+    for (Py_ssize_t p = 0; p < mb_n; p += 2)
+        for (Py_ssize_t r = 0; r < rows; r += TILE_ROWS) {
+            int valid = (int)(rows - r < TILE_ROWS ? rows - r : TILE_ROWS);
+            if (is_signed)
+                tile(a + r * 4 * kb_n, kb_n, w, mb_n, p, 1, out + r * out_stride, out_stride, valid);
+            else
+                tile(a + r * 4 * kb_n, kb_n, w, mb_n, p, 0, out + r * out_stride, out_stride, valid);
+        }
+}
+#endif
+
+static int int8_available(void)
+{
+#ifdef HAVE_AVX2_KERNEL
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+PyDoc_STRVAR(int8_available_doc,
+"int8_available() -> bool\n\nWhether this CPU runs the exact int8 products (AVX2).");
+
+static PyObject *py_int8_available(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyBool_FromLong(int8_available());
+}
+
+/* The checks both products share: packed weights (Kb, Mb, 8, 4) for `taps` taps into out (N, M). */
+static int check_product(Py_buffer *w, Py_buffer *out, Py_ssize_t taps, Py_ssize_t n, Py_ssize_t first,
+                         Py_ssize_t last, const char *name)
+{
+    Py_ssize_t kb_n = w->shape[0], m = w->shape[1] * 8;
+    if (w->shape[2] != 8 || w->shape[3] != 4 || kb_n * 4 < taps || kb_n * 4 - taps >= 4 || m % 16 != 0 ||
+        out->shape[0] != n || out->shape[1] != m) {
+        PyErr_Format(PyExc_ValueError, "%s: weights must be packed (ceil(K/4), M/8, 8, 4) with M a multiple "
+                     "of 16 and out (N, M)", name);
+        return -1;
+    }
+    if (first < 0 || first > last || last > n) {
+        PyErr_Format(PyExc_ValueError, "%s: rows %zd..%zd outside 0..%zd", name, first, last, n);
+        return -1;
+    }
+    if (!int8_available()) {
+        PyErr_Format(PyExc_RuntimeError, "%s: this CPU has no AVX2 (see int8_available)", name);
+        return -1;
+    }
+    return 0;
+}
+
+#define GET_I8(o, v, n, d) get_typed(o, v, n, "int8", "b", 1, d, 0)
+
+PyDoc_STRVAR(conv3x3_int8_doc,
+"conv3x3_int8(a, weights, signed, first, last, out) -> None\n\n"
+"Exact 'same' 3x3 convolution of the integer activations `a` (float32 (H, W, C), clamped to [0, 127],\n"
+"or [-128, 127] when `signed`) with packed int8 weights for K = 9C taps (tap order dy, dx, c).\n"
+"Writes output pixels first..last-1 (flat, raster order) of `out` float32 (H * W, M).");
+
+static PyObject *py_conv3x3_int8(PyObject *self, PyObject *args)
+{
+    PyObject *o_a, *o_w, *o_out;
+    Py_buffer v[3] = {{0}};
+    int is_signed;
+    Py_ssize_t first, last, h, wd, c, kb_n, mb_n, taps;
+    int8_t *image = NULL, *block = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "OOpnnO:conv3x3_int8", &o_a, &o_w, &is_signed, &first, &last, &o_out))
+        return NULL;
+    if (GET_F32(o_a, &v[0], "a", 3, 0) < 0 || GET_I8(o_w, &v[1], "weights", 4) < 0 ||
+        GET_F32(o_out, &v[2], "out", 2, 1) < 0)
+        goto fail;
+    h = v[0].shape[0];
+    wd = v[0].shape[1];
+    c = v[0].shape[2];
+    taps = 9 * c;
+    if (check_product(&v[1], &v[2], taps, h * wd, first, last, "conv3x3_int8") < 0)
+        goto fail;
+    kb_n = v[1].shape[0];
+    mb_n = v[1].shape[1];
+    image = PyMem_RawMalloc((size_t)(h * wd * c) + 1);
+    block = PyMem_RawMalloc((size_t)(BLOCK_ROWS * 4 * kb_n));
+    if (image == NULL || block == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    {
+        const float *a = (const float *)v[0].buf;
+        const int8_t *w = (const int8_t *)v[1].buf;
+        float *out = (float *)v[2].buf;
+        const Py_ssize_t m = mb_n * 8, k_all = 4 * kb_n;
+        Py_BEGIN_ALLOW_THREADS
+#ifdef HAVE_AVX2_KERNEL
+        convert_int8(a, h * wd * c, is_signed, image);
+#endif
+        for (Py_ssize_t r0 = first; r0 < last; r0 += BLOCK_ROWS) {
+            Py_ssize_t rows = last - r0 < BLOCK_ROWS ? last - r0 : BLOCK_ROWS;
+            memset(block, 0, (size_t)(BLOCK_ROWS * k_all));
+            for (Py_ssize_t r = 0; r < rows; r++) {
+                Py_ssize_t y = (r0 + r) / wd, x = (r0 + r) % wd;
+                int8_t *dst = block + r * k_all;
+                for (int t = 0; t < 9; t++) {
+                    Py_ssize_t yy = y + t / 3 - 1, xx = x + t % 3 - 1;
+                    if (yy >= 0 && yy < h && xx >= 0 && xx < wd)
+                        memcpy(dst + t * c, image + (yy * wd + xx) * c, (size_t)c);
+                }
+            }
+#ifdef HAVE_AVX2_KERNEL
+            block_product(block, rows, kb_n, w, mb_n, is_signed, out + r0 * m, m);
+#endif
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(image);
+    PyMem_RawFree(block);
+    release(v, 3);
+    Py_RETURN_NONE;
+fail:
+    PyMem_RawFree(image);
+    PyMem_RawFree(block);
+    release(v, 3);
+    return NULL;
+}
+
+PyDoc_STRVAR(matmul_int8_doc,
+"matmul_int8(a, weights, signed, first, last, out) -> None\n\n"
+"Exact product of the integer rows of `a` (float32 (N, K), clamped as in conv3x3_int8) with packed\n"
+"int8 weights for K taps. Writes rows first..last-1 of `out` float32 (N, M).");
+
+static PyObject *py_matmul_int8(PyObject *self, PyObject *args)
+{
+    PyObject *o_a, *o_w, *o_out;
+    Py_buffer v[3] = {{0}};
+    int is_signed;
+    Py_ssize_t first, last, n, k, kb_n, mb_n;
+    int8_t *block = NULL;
+    (void)self;
+
+    if (!PyArg_ParseTuple(args, "OOpnnO:matmul_int8", &o_a, &o_w, &is_signed, &first, &last, &o_out))
+        return NULL;
+    if (GET_F32(o_a, &v[0], "a", 2, 0) < 0 || GET_I8(o_w, &v[1], "weights", 4) < 0 ||
+        GET_F32(o_out, &v[2], "out", 2, 1) < 0)
+        goto fail;
+    n = v[0].shape[0];
+    k = v[0].shape[1];
+    if (check_product(&v[1], &v[2], k, n, first, last, "matmul_int8") < 0)
+        goto fail;
+    kb_n = v[1].shape[0];
+    mb_n = v[1].shape[1];
+    block = PyMem_RawMalloc((size_t)(BLOCK_ROWS * 4 * kb_n));
+    if (block == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    {
+        const float *a = (const float *)v[0].buf;
+        const int8_t *w = (const int8_t *)v[1].buf;
+        float *out = (float *)v[2].buf;
+        const Py_ssize_t m = mb_n * 8, k_all = 4 * kb_n;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r0 = first; r0 < last; r0 += BLOCK_ROWS) {
+            Py_ssize_t rows = last - r0 < BLOCK_ROWS ? last - r0 : BLOCK_ROWS;
+            memset(block, 0, (size_t)(BLOCK_ROWS * k_all));
+#ifdef HAVE_AVX2_KERNEL
+            for (Py_ssize_t r = 0; r < rows; r++)
+                convert_int8(a + (r0 + r) * k, k, is_signed, block + r * k_all);
+            block_product(block, rows, kb_n, w, mb_n, is_signed, out + r0 * m, m);
+#endif
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(block);
+    release(v, 3);
+    Py_RETURN_NONE;
+fail:
+    PyMem_RawFree(block);
+    release(v, 3);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"requant", py_requant, METH_VARARGS, requant_doc},
     {"finish", py_finish, METH_VARARGS, finish_doc},
+    {"int8_available", py_int8_available, METH_NOARGS, int8_available_doc},
+    {"conv3x3_int8", py_conv3x3_int8, METH_VARARGS, conv3x3_int8_doc},
+    {"matmul_int8", py_matmul_int8, METH_VARARGS, matmul_int8_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -67,23 +67,26 @@ def _helpers() -> ThreadPoolExecutor:
         return _pool
 
 
+def split_rows(run, n: int, threads: int, min_rows: int = 32) -> None:
+    """Call ``run(first, last)`` over ``n`` rows split into up to ``threads`` ranges (at least ``min_rows``
+    each), on the caller's thread and helper threads; ``run`` must release the GIL to gain anything."""
+    threads = max(1, min(threads, 4, n // min_rows))
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    others = [_helpers().submit(run, bounds[i], bounds[i + 1]) for i in range(1, threads)]
+    run(bounds[0], bounds[1])
+    for future in others:
+        future.result()
+
+
 def matmul(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
     """``a @ b`` with its rows split over ``threads`` threads (the caller's own among them), each running
     the BLAS single-threaded. Each output element is the same sum as in the whole product, so splitting
     changes no result."""
-    threads = max(1, min(threads, 4, len(a) // 32))
-    if threads == 1:
-        with single_threaded():
-            return a @ b
     out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
-    bounds = np.linspace(0, len(a), threads + 1).astype(int)
 
-    def part(i):
+    def part(first, last):
         with single_threaded():
-            np.matmul(a[bounds[i]:bounds[i + 1]], b, out=out[bounds[i]:bounds[i + 1]])
+            np.matmul(a[first:last], b, out=out[first:last])
 
-    others = [_helpers().submit(part, i) for i in range(1, threads)]
-    part(0)
-    for future in others:
-        future.result()
+    split_rows(part, len(a), threads)
     return out

@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from edgecodec.errors import ModelError
+from edgecodec.models import int8
 from edgecodec.models.blas import matmul
 
 TAPS = 4
@@ -58,12 +59,15 @@ class CheckerboardContext:
         if m > MAX_CHANNELS or np.abs(self.weights.astype(int)).max(initial=0) > 127:
             raise ModelError("checkerboard context too wide for exact float32 accumulation")
         self.latent_channels = m
-        self._float = [w.reshape(TAPS * m, 2 * m).astype(np.float32) for w in self.weights]
+        flat = [w.reshape(TAPS * m, 2 * m) for w in self.weights]
+        self._packed = [int8.pack(w) for w in flat] if int8.AVAILABLE and int8.packable(self.weights) else None
+        self._float = [w.astype(np.float32) for w in flat]
 
     def sums(self, y: np.ndarray, quality: int, rows: np.ndarray, threads: int = 1) -> np.ndarray:
         """Exact integer sums (float32 (N, 2M)) of the quality's taps over y's four neighbours of each flat
         position in ``rows`` (zero outside the image), before the fixed-point multipliers. Only anchor
-        values are read when ``rows`` are non-anchors. The product is split over ``threads`` threads."""
+        values are read when ``rows`` are non-anchors. The product (int8 where the CPU has the kernel, else
+        float32, exact either way) is split over ``threads`` threads."""
         h, w, m = y.shape
         stride = w + 2
         padded = np.zeros(((h + 2) * stride, m), np.float32)
@@ -71,7 +75,10 @@ class CheckerboardContext:
         rows = np.asarray(rows, np.int64)
         centre = (rows // w + 1) * stride + rows % w + 1
         gathered = padded[centre[:, None] + np.array([-stride, -1, 1, stride])]  # (N, up/left/right/down, M)
-        return matmul(gathered.reshape(len(rows), TAPS * m), self._float[quality], threads)
+        gathered = gathered.reshape(len(rows), TAPS * m)
+        if self._packed is not None:
+            return int8.matmul(gathered, self._packed[quality], True, threads)
+        return matmul(gathered, self._float[quality], threads)
 
     def terms(self, y: np.ndarray, quality: int, rows: np.ndarray,
               threads: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

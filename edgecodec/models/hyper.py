@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecodec.errors import ModelError
-from edgecodec.models import _fixedpoint, contract
+from edgecodec.models import _fixedpoint, contract, int8
 from edgecodec.models.blas import single_threaded
 
 MAX_TAPS = (1 << 24) // (contract.ACT_MAX * contract.ACT_MAX)
@@ -53,10 +53,11 @@ class HyperSynthesis:
     """Holds the quantized layers; ``indices`` maps hyper-latent symbols to latent CDF table indices.
 
     ``convs``, if given, holds one callable per layer computing the exact bias-free convolution of an
-    integer (H, W, Cin) array (as float32); otherwise numpy computes it.
+    integer (H, W, Cin) array (as float32); otherwise the int8 kernel computes it on ``threads`` threads
+    where the CPU has one (``int8``), else numpy.
     """
 
-    def __init__(self, arrays, convs=None):
+    def __init__(self, arrays, convs=None, threads: int = 1):
         try:
             n = sum(1 for k in arrays if k.startswith("w"))
             self.weights = [np.asarray(arrays[f"w{i}"], np.int8) for i in range(n)]
@@ -91,6 +92,8 @@ class HyperSynthesis:
         self._half = np.int64(1 << (contract.HYPER_SHIFT - 1))
         self._kernel_params = self._fold_constants()
         self.convs = [self._numpy_conv(w) for w in self.weights]
+        if convs is None and int8.AVAILABLE and all(int8.packable(w) for w in self.weights):
+            convs = [int8.Conv3x3(w, signed=i == 0, threads=threads) for i, w in enumerate(self.weights)]
         if convs is not None:
             self._check_convs(convs)
             self.convs = list(convs)
