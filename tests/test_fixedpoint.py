@@ -127,6 +127,32 @@ def test_kernel_wraps_like_int64_for_any_constants(seed):
         assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
 
 
+@pytest.mark.parametrize("steps, mean, with_ctx", [(8, True, True), (8, True, False), (0, True, True),
+                                                   (0, False, False)])
+def test_vector_path_agrees_with_the_reference_and_leaves_unfit_sums_to_the_scalar_one(steps, mean, with_ctx):
+    """Multipliers at the ends of int32 take AVX2's 32-bit products; NaN, infinities and sums of 2^31 and
+    beyond send their group of four latents down the scalar path. Both must give the reference's integers."""
+    rng = np.random.default_rng(40 + steps + 2 * mean + 4 * with_ctx)
+    n, m = 40, 16
+    k = 2 * m if mean else m
+    lim = 1 << 31
+    info = np.iinfo(np.int64)
+    params = np.stack([rng.integers(-lim, lim, k), rng.integers(info.min, info.max, k, dtype=np.int64),
+                       rng.integers(-lim, lim, k)]).astype(np.int64)
+    params[0, :2] = params[2, :2] = (-lim, lim - 1)
+    sums = rng.integers(-(1 << 24), 1 << 24, (n, k)).astype(np.float32)
+    sums[3, 5], sums[4, 0], sums[5, k - 2], sums[6, 7] = np.nan, 3e9, -np.inf, 2.0**31
+    sums[7, 1] = -(2.0**31) + 128  # the float32 nearest -2^31 that the vector path still takes
+    ctx = rng.integers(-(1 << 24), 1 << 24, (n, k)).astype(np.float32)
+    ctx[8, 2] = np.nan
+    rows = rng.integers(0, n, n).astype(np.int32)
+    rows[:8] = np.arange(8)
+    context = ctx if with_ctx else None
+    got = _run_finish(sums, rows, params, context, steps=steps, m=m)
+    expected = _reference_finish(sums, rows, params, context, m, steps=steps)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
 def test_kernel_clamps_non_finite_and_huge_sums():
     params = np.array([[1] * 4, [0] * 4, [0] * 4], np.int64)
     sums = np.array([[np.nan, np.inf, -np.inf, 3e30]], np.float32)

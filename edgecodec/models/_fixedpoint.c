@@ -24,6 +24,10 @@
  *             index = index * (mean_steps + 1) + ((frac * mean_steps + 2^(shift-1)) >> shift)
  *                     + mean_steps / 2
  *
+ * On AVX2, finish does four latents at a time where the model's multipliers fit in 32 bits (this
+ * repository's model's are below 2^18) and the sums are finite and below 2^31: then vpmuldq's products are
+ * the exact ones and every step is the scalar one's. Any other group of four takes the scalar path.
+ *
  * Safety: every buffer's type, shape and length is checked before the loops run, and every row
  * number is range-checked, so no input can make this code read or write out of bounds.
  */
@@ -33,6 +37,22 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+/* AVX2 code is compiled for x86-64 with GCC or Clang and chosen at run time; elsewhere the portable
+ * loops (finish) or the callers' float32 path (int8 products) run. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_KERNEL 1
+#include <immintrin.h>
+#endif
+
+static int avx2_available(void)
+{
+#ifdef HAVE_AVX2_KERNEL
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
 
 #define SUM_LIMIT 1099511627776.0 /* 2^40 */
 #define MAX_SHIFT 48                /* so that frac * mean_steps (< 2^47 * 64) stays below 2^63 */
@@ -143,6 +163,126 @@ fail:
     return NULL;
 }
 
+/* The constants of one finish call. */
+typedef struct {
+    const int64_t *mult, *cons, *cmult;
+    Py_ssize_t m;
+    int has_mean, shift, levels, steps, mean_max;
+} finish_t;
+
+/* Latent k of one row: the arithmetic in the file's comment, modulo 2^64. */
+static void finish_one(const finish_t *f, const float *s, const float *c, Py_ssize_t k, int32_t *idx_out,
+                       int32_t *mean_out)
+{
+    const int64_t half = (int64_t)1 << (f->shift - 1);
+    const uint64_t mask = ((uint64_t)1 << f->shift) - 1;
+    uint64_t fx = sum_to_u64(s[k]) * (uint64_t)f->mult[k] + (uint64_t)f->cons[k];
+    int64_t index, mean = 0;
+    if (c)
+        fx += sum_to_u64(c[k]) * (uint64_t)f->cmult[k];
+    index = clip64(floor_shift(fx, f->shift), 0, f->levels - 1);
+    if (f->has_mean) {
+        Py_ssize_t j = f->m + k;
+        uint64_t mx = sum_to_u64(s[j]) * (uint64_t)f->mult[j] + (uint64_t)f->cons[j];
+        if (c)
+            mx += sum_to_u64(c[j]) * (uint64_t)f->cmult[j];
+        mean = clip64(floor_shift(mx, f->shift), -f->mean_max, f->mean_max);
+        if (f->steps) {
+            int64_t frac = (int64_t)(mx & mask) - half;
+            index = index * (f->steps + 1) + floor_shift((uint64_t)(frac * f->steps + half), f->shift) + f->steps / 2;
+        }
+    }
+    idx_out[k] = (int32_t)index;
+    mean_out[k] = (int32_t)mean;
+}
+
+/* Whether finish4 may run: AVX2, and every multiplier within int32 so that vpmuldq's 32 x 32 -> 64-bit
+ * products are the exact ones (they are then below 2^62, so modulo 2^64 changes nothing), and a
+ * shift of at most 31 so that a mean's fractional part fits in 32 bits as well. */
+static int fits_vector(const finish_t *f, Py_ssize_t k_all, int has_ctx)
+{
+    if (!avx2_available() || f->shift > 31)
+        return 0;
+    for (Py_ssize_t k = 0; k < k_all; k++)
+        if (f->mult[k] != (int32_t)f->mult[k] || (has_ctx && f->cmult[k] != (int32_t)f->cmult[k]))
+            return 0;
+    return 1;
+}
+
+#ifdef HAVE_AVX2_KERNEL
+/* Four sums as int64 lanes if each is finite and below 2^31 in magnitude (then truncation, as in
+ * sum_to_u64, is all the conversion does); else 0 and the caller takes the scalar path. */
+__attribute__((target("avx2"))) static inline int load4(const float *p, __m256i *out)
+{
+    __m128 v = _mm_loadu_ps(p);
+    __m128 magnitude = _mm_andnot_ps(_mm_set1_ps(-0.0f), v);
+    if (_mm_movemask_ps(_mm_cmplt_ps(magnitude, _mm_set1_ps(2147483648.0f))) != 0xF)
+        return 0;  /* NaN compares false too */
+    *out = _mm256_cvtepi32_epi64(_mm_cvttps_epi32(v));
+    return 1;
+}
+
+__attribute__((target("avx2"))) static inline __m256i vfloor_shift(__m256i u, int shift)
+{
+    __m256i flipped = _mm256_xor_si256(u, _mm256_set1_epi64x(INT64_MIN));
+    return _mm256_sub_epi64(_mm256_srl_epi64(flipped, _mm_cvtsi32_si128(shift)),
+                            _mm256_set1_epi64x((int64_t)1 << (63 - shift)));
+}
+
+__attribute__((target("avx2"))) static inline __m256i vclip(__m256i x, int64_t lo, int64_t hi)
+{
+    __m256i vlo = _mm256_set1_epi64x(lo), vhi = _mm256_set1_epi64x(hi);
+    x = _mm256_blendv_epi8(x, vlo, _mm256_cmpgt_epi64(vlo, x));
+    return _mm256_blendv_epi8(x, vhi, _mm256_cmpgt_epi64(x, vhi));
+}
+
+/* s * mult + constant (+ c * cmult) for channels j..j+3, or 0 if a sum is out of the vector range. */
+__attribute__((target("avx2"))) static inline int fixed4(const finish_t *f, const float *s, const float *c,
+                                                        Py_ssize_t j, __m256i *fx)
+{
+    __m256i sv, cv;
+    if (!load4(s + j, &sv) || (c && !load4(c + j, &cv)))
+        return 0;
+    *fx = _mm256_add_epi64(_mm256_mul_epi32(sv, _mm256_loadu_si256((const __m256i *)(f->mult + j))),
+                           _mm256_loadu_si256((const __m256i *)(f->cons + j)));
+    if (c)
+        *fx = _mm256_add_epi64(*fx, _mm256_mul_epi32(cv, _mm256_loadu_si256((const __m256i *)(f->cmult + j))));
+    return 1;
+}
+
+__attribute__((target("avx2"))) static inline void store4(int32_t *p, __m256i v)
+{
+    __m256i low = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6));
+    _mm_storeu_si128((__m128i *)p, _mm256_castsi256_si128(low));
+}
+
+/* finish_one for latents k..k+3 at once (fits_vector said yes); 0 if a sum is outside the vector range,
+ * before anything is written. */
+__attribute__((target("avx2"))) static int finish4(const finish_t *f, const float *s, const float *c,
+                                                  Py_ssize_t k, int32_t *idx_out, int32_t *mean_out)
+{
+    __m256i fx, mx, index, mean = _mm256_setzero_si256();
+    if (!fixed4(f, s, c, k, &fx) || (f->has_mean && !fixed4(f, s, c, f->m + k, &mx)))
+        return 0;
+    index = vclip(vfloor_shift(fx, f->shift), 0, f->levels - 1);
+    if (f->has_mean) {
+        mean = vclip(vfloor_shift(mx, f->shift), -f->mean_max, f->mean_max);
+        if (f->steps) {
+            const int64_t half = (int64_t)1 << (f->shift - 1);
+            __m256i frac = _mm256_sub_epi64(_mm256_and_si256(mx, _mm256_set1_epi64x(((int64_t)1 << f->shift) - 1)),
+                                            _mm256_set1_epi64x(half));
+            __m256i offset = vfloor_shift(_mm256_add_epi64(_mm256_mul_epi32(frac, _mm256_set1_epi64x(f->steps)),
+                                                           _mm256_set1_epi64x(half)), f->shift);
+            index = _mm256_add_epi64(_mm256_add_epi64(_mm256_mul_epi32(index, _mm256_set1_epi64x(f->steps + 1)),
+                                                      offset), _mm256_set1_epi64x(f->steps / 2));
+        }
+    }
+    store4(idx_out + k, index);
+    store4(mean_out + k, mean);
+    return 1;
+}
+#endif
+
 PyDoc_STRVAR(finish_doc,
 "finish(sums, rows, params, context, shift, levels, mean_steps, mean_max, index, mean) -> None\n\n"
 "`sums` float32 (P, K), K = M or 2M; `rows` int32 (N,) rows of `sums` to finish, each in 0..P-1;\n"
@@ -195,32 +335,22 @@ static PyObject *py_finish(PyObject *self, PyObject *args)
         const int64_t *mult = (const int64_t *)v[2].buf, *cons = mult + k_all, *cmult = cons + k_all;
         int32_t *idx_out = (int32_t *)v[4].buf, *mean_out = (int32_t *)v[5].buf;
         const int has_mean = k_all == 2 * m;
-        const int64_t half = (int64_t)1 << (shift - 1);
-        const uint64_t mask = ((uint64_t)1 << shift) - 1;
+        const finish_t f = {mult, cons, cmult, m, has_mean, shift, levels, steps, mean_max};
+        const int vector = fits_vector(&f, k_all, ctx != NULL);
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
             const float *s = sums + (Py_ssize_t)rows[i] * k_all;
             const float *c = ctx ? ctx + i * k_all : NULL;
-            for (Py_ssize_t k = 0; k < m; k++) {
-                uint64_t fx = sum_to_u64(s[k]) * (uint64_t)mult[k] + (uint64_t)cons[k];
-                int64_t index, mean = 0;
-                if (c)
-                    fx += sum_to_u64(c[k]) * (uint64_t)cmult[k];
-                index = clip64(floor_shift(fx, shift), 0, levels - 1);
-                if (has_mean) {
-                    Py_ssize_t j = m + k;
-                    uint64_t mx = sum_to_u64(s[j]) * (uint64_t)mult[j] + (uint64_t)cons[j];
-                    if (c)
-                        mx += sum_to_u64(c[j]) * (uint64_t)cmult[j];
-                    mean = clip64(floor_shift(mx, shift), -mean_max, mean_max);
-                    if (steps) {
-                        int64_t frac = (int64_t)(mx & mask) - half;
-                        index = index * (steps + 1) + floor_shift((uint64_t)(frac * steps + half), shift) + steps / 2;
-                    }
-                }
-                idx_out[i * m + k] = (int32_t)index;
-                mean_out[i * m + k] = (int32_t)mean;
-            }
+            Py_ssize_t k = 0;
+#ifdef HAVE_AVX2_KERNEL
+            if (vector)
+                for (; k + 4 <= m; k += 4)
+                    if (!finish4(&f, s, c, k, idx_out + i * m, mean_out + i * m))
+                        for (Py_ssize_t kk = k; kk < k + 4; kk++)
+                            finish_one(&f, s, c, kk, idx_out + i * m, mean_out + i * m);
+#endif
+            for (; k < m; k++)
+                finish_one(&f, s, c, k, idx_out + i * m, mean_out + i * m);
         }
         Py_END_ALLOW_THREADS
     }
@@ -249,13 +379,9 @@ fail:
  * Weights are packed by ``pack_int8`` in Python's words, (Kb, Mb, 8, 4) int8: for each group of four
  * taps and eight output channels, channel j's four weights at bytes 4j..4j+3, so one 32-byte load
  * feeds eight channels. K taps are padded to 4 * Kb with zero weights; M must be a multiple of 16.
- * Without AVX2 (other CPUs, other compilers) ``int8_available()`` is False and the callers keep their
+ * Without AVX2 (other CPUs, other compilers) ``avx2_available()`` is False and the callers keep their
  * float32 path.
  */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HAVE_AVX2_KERNEL 1
-#include <immintrin.h>
-#endif
 
 #define TILE_ROWS 4  /* output rows (pixels) per micro-tile */
 #define BLOCK_ROWS 32 /* rows gathered per pass: 32 x 576 taps is 18 KiB, in L1 with one column pair */
@@ -346,23 +472,14 @@ block_product(const int8_t *a, Py_ssize_t rows, Py_ssize_t kb_n, const int8_t *w
 }
 #endif
 
-static int int8_available(void)
-{
-#ifdef HAVE_AVX2_KERNEL
-    return __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
-}
-
 PyDoc_STRVAR(int8_available_doc,
-"int8_available() -> bool\n\nWhether this CPU runs the exact int8 products (AVX2).");
+"avx2_available() -> bool\n\nWhether this CPU runs the exact int8 products (AVX2).");
 
 static PyObject *py_int8_available(PyObject *self, PyObject *args)
 {
     (void)self;
     (void)args;
-    return PyBool_FromLong(int8_available());
+    return PyBool_FromLong(avx2_available());
 }
 
 /* The checks both products share: packed weights (Kb, Mb, 8, 4) for `taps` taps into out (N, M). */
@@ -380,7 +497,7 @@ static int check_product(Py_buffer *w, Py_buffer *out, Py_ssize_t taps, Py_ssize
         PyErr_Format(PyExc_ValueError, "%s: rows %zd..%zd outside 0..%zd", name, first, last, n);
         return -1;
     }
-    if (!int8_available()) {
+    if (!avx2_available()) {
         PyErr_Format(PyExc_RuntimeError, "%s: this CPU has no AVX2 (see int8_available)", name);
         return -1;
     }
