@@ -2,7 +2,8 @@
 """End-to-end streaming benchmark: a real edge process sends the synthetic scene to a real server process.
 
 Reports what the camera sees: frames/s and kbit/s delivered, frames dropped at the source, PSNR,
-latency from capture to received and to decoded on the server, and the server's CPU per camera.
+latency from capture to received and to decoded on the server, and the server's CPU per camera; and,
+before and after, how long an OpenCV JPEG encode of a frame takes, as the machine's speed at the time.
 With ``--cameras N`` the server also takes N-1 replayed cameras (pre-encoded frames re-stamped and
 sent at the same rate from this process), so the ingest cost per camera is measured at scale.
 
@@ -38,6 +39,28 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def reference_ms(width: int, height: int, runs: int = 40) -> float:
+    """Median ms of one OpenCV JPEG encode (quality 90, one thread) of a synthetic frame: the machine's
+    speed at the time, so that runs from different hours can be compared."""
+    import cv2
+    import numpy as np
+
+    from edgecodec.testscene import TestScene
+
+    frame = TestScene(width, height).render(0)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            times.append(time.perf_counter() - t0)
+    finally:
+        cv2.setNumThreads(threads)
+    return round(1000 * float(np.median(times)), 3)
 
 
 class Replay(threading.Thread):
@@ -116,6 +139,7 @@ def main(argv=None) -> int:
             replays.append(Replay(url, cid, secrets[cid], packet, args.fps, stop))
             replays[-1].start()
 
+    reference_before = reference_ms(args.width, args.height)
     started = time.time()
     try:
         run = run_loopback(args.duration, args.width, args.height, args.fps, args.quality, args.target_kbps,
@@ -127,13 +151,16 @@ def main(argv=None) -> int:
         stop.set()
         for r in replays:
             r.join(5)
+    reference_after = reference_ms(args.width, args.height)
     s = summarize(run)
     uptime = max(run["server"]["uptime_s"], 1e-9)
     ingest_cpu = max(s["server_cpu_s"] - s["decode_cpu_s"], 0.0)
     lat = s["latency_decoded_ms"]
     results = {
         "date": time.strftime("%Y-%m-%d", time.gmtime(started)),
+        "time_utc": time.strftime("%H:%M:%S", time.gmtime(started)),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores",
+        "reference_jpeg_ms": {"before": reference_before, "after": reference_after},
         "config": {"width": args.width, "height": args.height, "fps": args.fps, "quality": args.quality,
                    "target_kbps": args.target_kbps, "duration_s": args.duration, "cameras": args.cameras,
                    "edge_threads": args.edge_threads, "edge_encoder": args.edge_encoder,
@@ -182,6 +209,8 @@ def main(argv=None) -> int:
         print(f"  server   CPU {results['server_cpu_percent']} % of a core (decoding "
               f"{results['server_decode_cpu_percent']} %), ingest {results['server_ingest_cpu_percent_per_camera']} "
               f"% per camera")
+        print(f"  machine  OpenCV JPEG encode of a frame (one thread, the speed reference) {reference_before} ms "
+              f"before, {reference_after} ms after")
         print(f"  target   median <= {TARGET_MEDIAN_MS} ms and p99 <= {TARGET_P99_MS} ms: "
               f"{'met' if results['meets_latency_target'] else 'NOT met'}")
     return 0
