@@ -213,11 +213,25 @@ def test_model_id_is_the_hash_of_the_model_files_but_the_live_decoder_and_fast_e
 def test_tflite_hyper_kernels_reproduce_the_integer_convolution_exactly():
     from edgecodec.models.hyper import _conv3x3
 
-    hyper = ModelBundle.load().hyper
+    bundle = ModelBundle.load()
+    convs = [bundle._exact_conv(name) for name in bundle.manifest["hyper_convs"]]
     rng = np.random.default_rng(11)
-    for i, (conv, w) in enumerate(zip(hyper.convs, hyper.weights)):
+    for i, (conv, w) in enumerate(zip(convs, bundle.hyper.weights)):
         a = rng.integers(-127 if i == 0 else 0, 128, (23, 17, w.shape[2]))
         assert np.array_equal(np.asarray(conv(a), np.int64), _conv3x3(a, w))
+
+
+def test_a_cpu_without_the_int8_kernel_writes_and_reads_the_same_bytes(monkeypatch):
+    from edgecodec.models import int8
+
+    photo = synthetic_photo(96, 160, seed=3)
+    with_kernel = Codec.load(threads=1)
+    monkeypatch.setattr(int8, "AVAILABLE", False)
+    without = Codec.load(threads=1)
+    assert not without.bundle.hyper.on_int8 and without.bundle.context._packed is None
+    packet = without.encode(photo, 5)
+    assert packet == with_kernel.encode(photo, 5)
+    assert np.array_equal(without.decode(packet), with_kernel.decode(packet))
 
 
 def test_hyper_kernel_that_disagrees_with_its_weights_is_refused():

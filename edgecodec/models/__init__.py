@@ -10,7 +10,7 @@ import numpy as np
 
 from edgecodec.entropy import CdfTables
 from edgecodec.errors import EdgecodecError, ModelError
-from edgecodec.models import contract, int8
+from edgecodec.models import contract
 from edgecodec.models.context import CheckerboardContext
 from edgecodec.models.hyper import HyperSynthesis
 
@@ -106,11 +106,13 @@ class ModelBundle:
 
     @cached_property
     def hyper(self) -> HyperSynthesis:
-        """The integer hyper-synthesis: its convolutions on the int8 kernel where the CPU has one, else on
-        TFLite when the folder carries them."""
-        names = [] if int8.AVAILABLE else self.manifest.get("hyper_convs") or []
-        convs = [self._exact_conv(name) for name in names] or None
-        return HyperSynthesis(self._hyper_arrays, convs, self.hyper_threads)
+        """The integer hyper-synthesis: its convolutions on the int8 kernel where it runs, else on TFLite
+        when the folder carries them, else on numpy."""
+        hyper = HyperSynthesis(self._hyper_arrays, None, self.hyper_threads)
+        names = self.manifest.get("hyper_convs") or []
+        if hyper.on_int8 or not names:
+            return hyper
+        return HyperSynthesis(self._hyper_arrays, [self._exact_conv(name) for name in names])
 
     @cached_property
     def context(self) -> CheckerboardContext | None:

@@ -92,7 +92,8 @@ class HyperSynthesis:
         self._half = np.int64(1 << (contract.HYPER_SHIFT - 1))
         self._kernel_params = self._fold_constants()
         self.convs = [self._numpy_conv(w) for w in self.weights]
-        if convs is None and int8.AVAILABLE and all(int8.packable(w) for w in self.weights):
+        self.on_int8 = convs is None and int8.AVAILABLE and all(int8.packable(w) for w in self.weights)
+        if self.on_int8:
             convs = [int8.Conv3x3(w, signed=i == 0, threads=threads) for i, w in enumerate(self.weights)]
         if convs is not None:
             self._check_convs(convs)
