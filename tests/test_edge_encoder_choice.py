@@ -21,6 +21,16 @@ def test_an_explicit_encoder_is_used_without_timing(kind, caplog):
     assert "using" not in caplog.text
 
 
+def test_the_edge_says_which_kernels_run_the_entropy_model(caplog):
+    from edgecodec.models import int8
+
+    caplog.set_level(logging.INFO, logger="edgecodec.edge.encoder")
+    load_codec("", 1, "float", 64, 48, analysis="full")
+    expected = "int8 kernel (AVX2)" if int8.AVAILABLE else "float32"
+    assert any("hyper-synthesis and context products on" in r.getMessage() and expected in r.getMessage()
+               for r in caplog.records)
+
+
 def test_the_given_candidates_are_timed_on_a_frame_of_the_cameras_size():
     candidates = [("full", "int8"), ("full", "float")]
     ms = time_encoders(ModelBundle.load(), 1, 128, 96, candidates, runs=3)

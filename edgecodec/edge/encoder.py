@@ -31,6 +31,8 @@ def load_codec(model: str, threads: int, encoder: str, width: int, height: int, 
     from edgecodec.models import ModelBundle
 
     bundle = ModelBundle.load(model or None, hyper_threads=threads)
+    log.info("hyper-synthesis and context products on %s", "the int8 kernel (AVX2)" if bundle.hyper.on_int8
+             else "float32 (no AVX2 int8 kernel here)")
     analyses = [analysis] if analysis != "auto" else ["full", "fast"] if bundle.has_fast_encoder else ["full"]
     precisions = ["int8", "float"] if encoder == "auto" else [encoder]
     candidates = [(a, p) for a in analyses for p in precisions]
