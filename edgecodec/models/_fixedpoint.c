@@ -38,9 +38,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* AVX2 code is compiled for x86-64 with GCC or Clang and chosen at run time; elsewhere the portable
- * loops (finish) or the callers' float32 path (int8 products) run. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* AVX2 code is compiled for x86-64 with GCC or Clang and chosen at run time; elsewhere, or built with
+ * -DEDGECODEC_NO_AVX2, the portable loops (finish) or the callers' float32 path (int8 products) run. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(EDGECODEC_NO_AVX2)
 #define HAVE_AVX2_KERNEL 1
 #include <immintrin.h>
 #endif
@@ -196,6 +196,7 @@ static void finish_one(const finish_t *f, const float *s, const float *c, Py_ssi
     mean_out[k] = (int32_t)mean;
 }
 
+#ifdef HAVE_AVX2_KERNEL
 /* Whether finish4 may run: AVX2, and every multiplier within int32 so that vpmuldq's 32 x 32 -> 64-bit
  * products are the exact ones (they are then below 2^62, so modulo 2^64 changes nothing), and a
  * shift of at most 31 so that a mean's fractional part fits in 32 bits as well. */
@@ -209,7 +210,6 @@ static int fits_vector(const finish_t *f, Py_ssize_t k_all, int has_ctx)
     return 1;
 }
 
-#ifdef HAVE_AVX2_KERNEL
 /* Four sums as int64 lanes if each is finite and below 2^31 in magnitude (then truncation, as in
  * sum_to_u64, is all the conversion does); else 0 and the caller takes the scalar path. */
 __attribute__((target("avx2"))) static inline int load4(const float *p, __m256i *out)
@@ -336,7 +336,9 @@ static PyObject *py_finish(PyObject *self, PyObject *args)
         int32_t *idx_out = (int32_t *)v[4].buf, *mean_out = (int32_t *)v[5].buf;
         const int has_mean = k_all == 2 * m;
         const finish_t f = {mult, cons, cmult, m, has_mean, shift, levels, steps, mean_max};
+#ifdef HAVE_AVX2_KERNEL
         const int vector = fits_vector(&f, k_all, ctx != NULL);
+#endif
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
             const float *s = sums + (Py_ssize_t)rows[i] * k_all;
@@ -473,7 +475,7 @@ block_product(const int8_t *a, Py_ssize_t rows, Py_ssize_t kb_n, const int8_t *w
 #endif
 
 PyDoc_STRVAR(int8_available_doc,
-"avx2_available() -> bool\n\nWhether this CPU runs the exact int8 products (AVX2).");
+"int8_available() -> bool\n\nWhether this CPU runs the exact int8 products (AVX2).");
 
 static PyObject *py_int8_available(PyObject *self, PyObject *args)
 {
@@ -512,61 +514,76 @@ PyDoc_STRVAR(conv3x3_int8_doc,
 "or [-128, 127] when `signed`) with packed int8 weights for K = 9C taps (tap order dy, dx, c).\n"
 "Writes output pixels first..last-1 (flat, raster order) of `out` float32 (H * W, M).");
 
-static PyObject *py_conv3x3_int8(PyObject *self, PyObject *args)
+PyDoc_STRVAR(matmul_int8_doc,
+"matmul_int8(a, weights, signed, first, last, out) -> None\n\n"
+"Exact product of the integer rows of `a` (float32 (N, K), clamped as in conv3x3_int8) with packed\n"
+"int8 weights for K taps. Writes rows first..last-1 of `out` float32 (N, M).");
+
+/* Both products: rows first..last-1 gathered BLOCK_ROWS at a time as int8 taps (a 3x3 neighbourhood
+ * of an image converted once, or a row of `a`), then multiplied by the packed weights. */
+static PyObject *product(PyObject *args, int conv, const char *format)
 {
     PyObject *o_a, *o_w, *o_out;
     Py_buffer v[3] = {{0}};
     int is_signed;
-    Py_ssize_t first, last, h, wd, c, kb_n, mb_n, taps;
+    Py_ssize_t first, last, h = 1, wd, c, n, taps, kb_n;
     int8_t *image = NULL, *block = NULL;
-    (void)self;
+    const char *name = format + 7; /* "OOpnnO:" */
 
-    if (!PyArg_ParseTuple(args, "OOpnnO:conv3x3_int8", &o_a, &o_w, &is_signed, &first, &last, &o_out))
+    if (!PyArg_ParseTuple(args, format, &o_a, &o_w, &is_signed, &first, &last, &o_out))
         return NULL;
-    if (GET_F32(o_a, &v[0], "a", 3, 0) < 0 || GET_I8(o_w, &v[1], "weights", 4) < 0 ||
+    if (GET_F32(o_a, &v[0], "a", conv ? 3 : 2, 0) < 0 || GET_I8(o_w, &v[1], "weights", 4) < 0 ||
         GET_F32(o_out, &v[2], "out", 2, 1) < 0)
         goto fail;
-    h = v[0].shape[0];
-    wd = v[0].shape[1];
-    c = v[0].shape[2];
-    taps = 9 * c;
-    if (check_product(&v[1], &v[2], taps, h * wd, first, last, "conv3x3_int8") < 0)
+    if (conv) {
+        h = v[0].shape[0];
+        wd = v[0].shape[1];
+        c = v[0].shape[2];
+        n = h * wd;
+        taps = 9 * c;
+    } else {
+        n = v[0].shape[0];
+        wd = c = taps = v[0].shape[1];
+    }
+    if (check_product(&v[1], &v[2], taps, n, first, last, name) < 0)
         goto fail;
     kb_n = v[1].shape[0];
-    mb_n = v[1].shape[1];
-    image = PyMem_RawMalloc((size_t)(h * wd * c) + 1);
-    block = PyMem_RawMalloc((size_t)(BLOCK_ROWS * 4 * kb_n));
-    if (image == NULL || block == NULL) {
+    image = conv ? PyMem_RawMalloc((size_t)(n * c) + 1) : NULL;
+    block = PyMem_RawMalloc((size_t)(BLOCK_ROWS * 4 * kb_n) + 1);
+    if ((conv && image == NULL) || block == NULL) {
         PyErr_NoMemory();
         goto fail;
     }
+#ifdef HAVE_AVX2_KERNEL
     {
         const float *a = (const float *)v[0].buf;
         const int8_t *w = (const int8_t *)v[1].buf;
         float *out = (float *)v[2].buf;
-        const Py_ssize_t m = mb_n * 8, k_all = 4 * kb_n;
+        const Py_ssize_t mb_n = v[1].shape[1], m = mb_n * 8, k_all = 4 * kb_n;
         Py_BEGIN_ALLOW_THREADS
-#ifdef HAVE_AVX2_KERNEL
-        convert_int8(a, h * wd * c, is_signed, image);
-#endif
+        if (conv)
+            convert_int8(a, n * c, is_signed, image);
         for (Py_ssize_t r0 = first; r0 < last; r0 += BLOCK_ROWS) {
             Py_ssize_t rows = last - r0 < BLOCK_ROWS ? last - r0 : BLOCK_ROWS;
             memset(block, 0, (size_t)(BLOCK_ROWS * k_all));
             for (Py_ssize_t r = 0; r < rows; r++) {
-                Py_ssize_t y = (r0 + r) / wd, x = (r0 + r) % wd;
                 int8_t *dst = block + r * k_all;
+                Py_ssize_t y = (r0 + r) / wd, x = (r0 + r) % wd;
+                if (!conv) {
+                    convert_int8(a + (r0 + r) * taps, taps, is_signed, dst);
+                    continue;
+                }
                 for (int t = 0; t < 9; t++) {
                     Py_ssize_t yy = y + t / 3 - 1, xx = x + t % 3 - 1;
                     if (yy >= 0 && yy < h && xx >= 0 && xx < wd)
                         memcpy(dst + t * c, image + (yy * wd + xx) * c, (size_t)c);
                 }
             }
-#ifdef HAVE_AVX2_KERNEL
             block_product(block, rows, kb_n, w, mb_n, is_signed, out + r0 * m, m);
-#endif
         }
         Py_END_ALLOW_THREADS
     }
+#endif
     PyMem_RawFree(image);
     PyMem_RawFree(block);
     release(v, 3);
@@ -578,60 +595,16 @@ fail:
     return NULL;
 }
 
-PyDoc_STRVAR(matmul_int8_doc,
-"matmul_int8(a, weights, signed, first, last, out) -> None\n\n"
-"Exact product of the integer rows of `a` (float32 (N, K), clamped as in conv3x3_int8) with packed\n"
-"int8 weights for K taps. Writes rows first..last-1 of `out` float32 (N, M).");
+static PyObject *py_conv3x3_int8(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return product(args, 1, "OOpnnO:conv3x3_int8");
+}
 
 static PyObject *py_matmul_int8(PyObject *self, PyObject *args)
 {
-    PyObject *o_a, *o_w, *o_out;
-    Py_buffer v[3] = {{0}};
-    int is_signed;
-    Py_ssize_t first, last, n, k, kb_n, mb_n;
-    int8_t *block = NULL;
     (void)self;
-
-    if (!PyArg_ParseTuple(args, "OOpnnO:matmul_int8", &o_a, &o_w, &is_signed, &first, &last, &o_out))
-        return NULL;
-    if (GET_F32(o_a, &v[0], "a", 2, 0) < 0 || GET_I8(o_w, &v[1], "weights", 4) < 0 ||
-        GET_F32(o_out, &v[2], "out", 2, 1) < 0)
-        goto fail;
-    n = v[0].shape[0];
-    k = v[0].shape[1];
-    if (check_product(&v[1], &v[2], k, n, first, last, "matmul_int8") < 0)
-        goto fail;
-    kb_n = v[1].shape[0];
-    mb_n = v[1].shape[1];
-    block = PyMem_RawMalloc((size_t)(BLOCK_ROWS * 4 * kb_n));
-    if (block == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    {
-        const float *a = (const float *)v[0].buf;
-        const int8_t *w = (const int8_t *)v[1].buf;
-        float *out = (float *)v[2].buf;
-        const Py_ssize_t m = mb_n * 8, k_all = 4 * kb_n;
-        Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t r0 = first; r0 < last; r0 += BLOCK_ROWS) {
-            Py_ssize_t rows = last - r0 < BLOCK_ROWS ? last - r0 : BLOCK_ROWS;
-            memset(block, 0, (size_t)(BLOCK_ROWS * k_all));
-#ifdef HAVE_AVX2_KERNEL
-            for (Py_ssize_t r = 0; r < rows; r++)
-                convert_int8(a + (r0 + r) * k, k, is_signed, block + r * k_all);
-            block_product(block, rows, kb_n, w, mb_n, is_signed, out + r0 * m, m);
-#endif
-        }
-        Py_END_ALLOW_THREADS
-    }
-    PyMem_RawFree(block);
-    release(v, 3);
-    Py_RETURN_NONE;
-fail:
-    PyMem_RawFree(block);
-    release(v, 3);
-    return NULL;
+    return product(args, 0, "OOpnnO:matmul_int8");
 }
 
 static PyMethodDef methods[] = {
