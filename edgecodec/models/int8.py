@@ -12,7 +12,8 @@ import numpy as np
 from edgecodec.models import _fixedpoint
 from edgecodec.models.blas import split_rows
 
-AVAILABLE = bool(_fixedpoint.int8_available())
+import os
+AVAILABLE = bool(_fixedpoint.int8_available()) and os.environ.get("AB_NO_INT8") != "1"
 
 
 def packable(w: np.ndarray) -> bool:
