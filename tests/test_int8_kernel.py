@@ -2,6 +2,10 @@
 range, and refuse buffers they could overrun. Runs under the sanitizers too (.ci/asan.sh)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -112,3 +116,11 @@ def test_matmul_refuses_rows_beyond_its_input():
     with pytest.raises(ValueError):
         _fixedpoint.matmul_int8(a, int8.pack(np.zeros((8, 16), np.int8)), True, 0, 11,
                                 np.empty((10, 16), np.float32))
+
+
+def test_edgecodec_no_int8_keeps_the_float32_path():
+    probe = "from edgecodec.models import int8; print(int8.AVAILABLE)"
+    env = {**os.environ, "EDGECODEC_NO_INT8": "1"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -7,13 +7,16 @@ integers either way, so an encoder on one path and a decoder on the other agree 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from edgecodec.models import _fixedpoint
 from edgecodec.models.blas import split_rows
 
-import os
-AVAILABLE = bool(_fixedpoint.int8_available()) and os.environ.get("AB_NO_INT8") != "1"
+# EDGECODEC_NO_INT8=1 keeps the float32 path on a CPU with AVX2: to compare the two, or to rule the
+# kernel out when something looks wrong.
+AVAILABLE = bool(_fixedpoint.int8_available()) and os.environ.get("EDGECODEC_NO_INT8", "") in ("", "0")
 
 
 def packable(w: np.ndarray) -> bool:
