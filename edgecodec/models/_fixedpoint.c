@@ -365,24 +365,24 @@ fail:
 
 /* ---- Exact int8 products: the hyper-synthesis' 3x3 convolutions and the context's taps ------------
  *
- * Why: these products are a fifth of an encode and of a decode (at 640x480, about 6 of 26 ms each side on
- * one thread), and they are integer products that were run as float32 only because float32 is exact
- * for them. AVX2's vpmaddubsw multiplies 32 unsigned by signed bytes per instruction and adds pairs
- * into 16-bit lanes; vpmaddwd then adds those pairs into 32-bit lanes. That is twice the multiplies
- * of a float32 FMA per instruction, and the int32 accumulators are exact by construction.
+ * Why: these products are over a quarter of an encode and of a decode (at 640x480, about 9 of 30 ms
+ * each side on one thread, 2026-11-25), and they are integer products that ran as float32 only
+ * because float32 is exact for them. AVX2's vpmaddubsw multiplies 32 unsigned by signed bytes per
+ * instruction and adds pairs into 16-bit lanes; vpmaddwd then adds those pairs into 32-bit lanes.
+ * That is twice the multiplies of a float32 FMA per instruction, and int32 accumulators are exact.
  *
  * Exactness: |a| <= 127 (unsigned activations) or <= 128 (signed ones, as |a| with the sign moved to
  * the weight by vpsignb) and |w| <= 127, so a pair of products is at most 2 * 128 * 127 = 32512 and
  * never saturates the 16-bit lane. Activations arrive as float32 holding integers; they are clamped
- * to [0, 127] or [-128, 127] (NaN to 0) while they are converted, so any input is defined. Weights
- * outside [-127, 127] (a -128) may saturate: the callers' loaders refuse such models. The sums leave
- * as float32, exact below 2^24, which the callers' width checks guarantee.
+ * to [0, 127] or [-128, 127] (NaN to the lower bound) while they are converted, so any input is
+ * defined. Weights outside [-127, 127] (a -128) may saturate: the callers' loaders refuse such
+ * models. The sums leave as float32, exact below 2^24, which the callers' width checks guarantee.
  *
- * Weights are packed by ``pack_int8`` in Python's words, (Kb, Mb, 8, 4) int8: for each group of four
+ * Weights are packed by `edgecodec.models.int8.pack`, (Kb, Mb, 8, 4) int8: for each group of four
  * taps and eight output channels, channel j's four weights at bytes 4j..4j+3, so one 32-byte load
  * feeds eight channels. K taps are padded to 4 * Kb with zero weights; M must be a multiple of 16.
- * Without AVX2 (other CPUs, other compilers) ``avx2_available()`` is False and the callers keep their
- * float32 path.
+ * Without AVX2 (other CPUs, other compilers) Python's ``int8_available()`` is False and the callers keep
+ * their float32 path.
  */
 
 #define TILE_ROWS 4  /* output rows (pixels) per micro-tile */

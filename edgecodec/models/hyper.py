@@ -3,9 +3,10 @@
 Encoder and decoder must pick the same table for every symbol, or decoding derails. Floating point
 cannot promise that across CPUs, thread counts and delegates, so this network runs in integers:
 int8 weights and activations, int64 bias and requantization by a fixed-point multiply and arithmetic
-shift. The convolutions use a float32 matrix product, which is exact here: every product of two values
-in [-127, 127] and every partial sum over at most ``MAX_TAPS`` terms is an integer below 2**24, so no
-rounding happens whatever order or FMA use the BLAS picks; the result is cast back to int64.
+shift. The convolutions run on the int8 kernel where the CPU has AVX2 (``int8``), else as a float32
+matrix product, which is exact too: every product of two values in [-127, 127] and every partial sum
+over at most ``MAX_TAPS`` terms is an integer below 2**24, so no rounding happens whatever order or FMA
+use the BLAS picks. Both give the same integers.
 
 Models with a mean head carry ``mean_mult`` (qualities x latent channels): their last layer has twice the
 latent channels, the second half being the mean's accumulator, which ``mean_mult[quality]`` (the gain
