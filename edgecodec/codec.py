@@ -8,6 +8,7 @@ positions, then the other positions, whose tables and means are refined from the
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edgecodec import bitstream, entropy
@@ -164,7 +165,9 @@ class Codec:
         y = self.decode_latents(header, streams)
         y_hat = y.astype(np.float32) * self.bundle.gains[1][header.quality]
         (x,) = self.bundle.decoder(self.decoder_kind, self.threads).run(y_hat[None])
-        rgb = np.clip(np.round(x[0, :header.height, :header.width]), 0, 255).astype(np.uint8)
+        # Round half to even and saturate to 0..255 (NaN to 0) in one pass, as np.clip(np.round(x), 0, 255)
+        # would in three.
+        rgb = cv2.add(x[0, :header.height, :header.width], 0.0, dtype=cv2.CV_8U)
         return from_rgb(rgb, header.channels)
 
     def decode_latents(self, header: Header, streams: list[bytes]) -> np.ndarray:

@@ -300,3 +300,13 @@ def test_hyper_mean_multipliers_of_the_wrong_shape_are_refused():
     arrays.pop("mean_mult")
     with pytest.raises(ModelError, match="shapes are inconsistent"):
         HyperSynthesis(arrays)  # a last layer twice as wide as its index channels needs a mean head
+
+
+def test_decoded_pixels_are_the_synthesis_output_rounded_half_to_even_and_saturated(codec):
+    img = synthetic_photo(80, 112, seed=5)
+    packet = codec.encode(img, 3)
+    header, streams = bitstream.unpack(packet)
+    y_hat = codec.decode_latents(header, streams).astype(np.float32) * codec.bundle.gains[1][3]
+    (x,) = codec.bundle.decoder(codec.decoder_kind, codec.threads).run(y_hat[None])
+    expected = np.clip(np.round(x[0, :80, :112]), 0, 255).astype(np.uint8)
+    assert np.array_equal(codec.decode(packet), expected)
