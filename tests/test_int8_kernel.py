@@ -124,3 +124,12 @@ def test_edgecodec_no_int8_keeps_the_float32_path():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_products_with_no_taps_give_zeros():
+    out = np.full((5, 16), 7, np.float32)
+    _fixedpoint.matmul_int8(np.zeros((5, 0), np.float32), int8.pack(np.zeros((0, 16), np.int8)), True, 0, 5, out)
+    assert not out.any()
+    conv = np.full((6, 16), 7, np.float32)
+    _fixedpoint.conv3x3_int8(np.zeros((2, 3, 0), np.float32), int8.pack(np.zeros((0, 16), np.int8)), False, 0, 6, conv)
+    assert not conv.any()

@@ -108,11 +108,9 @@ class ModelBundle:
     def hyper(self) -> HyperSynthesis:
         """The integer hyper-synthesis: its convolutions on the int8 kernel where it runs, else on TFLite
         when the folder carries them, else on numpy."""
-        hyper = HyperSynthesis(self._hyper_arrays, None, self.hyper_threads)
         names = self.manifest.get("hyper_convs") or []
-        if hyper.on_int8 or not names:
-            return hyper
-        return HyperSynthesis(self._hyper_arrays, [self._exact_conv(name) for name in names])
+        fallback = (lambda: [self._exact_conv(name) for name in names]) if names else None
+        return HyperSynthesis(self._hyper_arrays, None, self.hyper_threads, fallback)
 
     @cached_property
     def context(self) -> CheckerboardContext | None:

@@ -526,7 +526,7 @@ static PyObject *product(PyObject *args, int conv, const char *format)
     PyObject *o_a, *o_w, *o_out;
     Py_buffer v[3] = {{0}};
     int is_signed;
-    Py_ssize_t first, last, h = 1, wd, c, n, taps, kb_n;
+    Py_ssize_t first, last, h = 1, wd = 1, c, n, taps, kb_n; /* h, wd: the image of a convolution */
     int8_t *image = NULL, *block = NULL;
     const char *name = format + 7; /* "OOpnnO:" */
 
@@ -543,7 +543,7 @@ static PyObject *product(PyObject *args, int conv, const char *format)
         taps = 9 * c;
     } else {
         n = v[0].shape[0];
-        wd = c = taps = v[0].shape[1];
+        c = taps = v[0].shape[1];
     }
     if (check_product(&v[1], &v[2], taps, n, first, last, name) < 0)
         goto fail;
@@ -568,13 +568,12 @@ static PyObject *product(PyObject *args, int conv, const char *format)
             memset(block, 0, (size_t)(BLOCK_ROWS * k_all));
             for (Py_ssize_t r = 0; r < rows; r++) {
                 int8_t *dst = block + r * k_all;
-                Py_ssize_t y = (r0 + r) / wd, x = (r0 + r) % wd;
                 if (!conv) {
                     convert_int8(a + (r0 + r) * taps, taps, is_signed, dst);
                     continue;
                 }
                 for (int t = 0; t < 9; t++) {
-                    Py_ssize_t yy = y + t / 3 - 1, xx = x + t % 3 - 1;
+                    Py_ssize_t yy = (r0 + r) / wd + t / 3 - 1, xx = (r0 + r) % wd + t % 3 - 1;
                     if (yy >= 0 && yy < h && xx >= 0 && xx < wd)
                         memcpy(dst + t * c, image + (yy * wd + xx) * c, (size_t)c);
                 }

@@ -55,10 +55,10 @@ class HyperSynthesis:
 
     ``convs``, if given, holds one callable per layer computing the exact bias-free convolution of an
     integer (H, W, Cin) array (as float32); otherwise the int8 kernel computes it on ``threads`` threads
-    where the CPU has one (``int8``), else numpy.
+    where it runs (``int8``), else the layers ``fallback()`` returns (e.g. TFLite's), else numpy.
     """
 
-    def __init__(self, arrays, convs=None, threads: int = 1):
+    def __init__(self, arrays, convs=None, threads: int = 1, fallback=None):
         try:
             n = sum(1 for k in arrays if k.startswith("w"))
             self.weights = [np.asarray(arrays[f"w{i}"], np.int8) for i in range(n)]
@@ -96,6 +96,8 @@ class HyperSynthesis:
         self.on_int8 = convs is None and int8.AVAILABLE and all(int8.packable(w) for w in self.weights)
         if self.on_int8:
             convs = [int8.Conv3x3(w, signed=i == 0, threads=threads) for i, w in enumerate(self.weights)]
+        elif convs is None and fallback is not None:
+            convs = fallback()
         if convs is not None:
             self._check_convs(convs)
             self.convs = list(convs)
