@@ -17,7 +17,6 @@ import signal
 import sys
 import time
 
-import cv2
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,51 +24,8 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import Codec, Config  # noqa: E402
+from train_data import IMAGE_SUFFIXES, batches, load_images  # noqa: E402,F401  (re-exported)
 from weights_math import per_quality_rows  # noqa: E402
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-def load_images(folders, min_side):
-    images = []
-    for folder in folders:
-        for path in sorted(pathlib.Path(folder).rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if img is None or min(img.shape[:2]) < min_side:
-                continue
-            images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-    if not images:
-        raise SystemExit(f"train: no usable images (min side {min_side}) under {folders}")
-    return images
-
-
-def batches(images, batch, crop, rng, scale_min=1.0):
-    """Random crops with flips; the area of each image decides how often it is drawn.
-
-    With ``scale_min`` < 1 each crop is first cut at a random size up to ``crop / scale_min`` (as far as
-    the image allows) and shrunk to ``crop`` with area filtering, so 250 photos show their content at
-    many scales rather than one."""
-    weights = np.array([im.shape[0] * im.shape[1] for im in images], np.float64)
-    weights /= weights.sum()
-    while True:
-        out = np.empty((batch, crop, crop, 3), np.uint8)
-        for i, idx in enumerate(rng.choice(len(images), batch, p=weights)):
-            im = images[idx]
-            side = min(int(crop / rng.uniform(scale_min, 1.0)), *im.shape[:2])
-            y = rng.integers(0, im.shape[0] - side + 1)
-            x = rng.integers(0, im.shape[1] - side + 1)
-            c = im[y:y + side, x:x + side]
-            if side != crop:
-                c = cv2.resize(c, (crop, crop), interpolation=cv2.INTER_AREA)
-            if rng.random() < 0.5:
-                c = c[:, ::-1]
-            if rng.random() < 0.5:
-                c = c[::-1]
-            out[i] = c
-        yield out
-
 
 def save_weights_npz(model, path):
     arrays = {v.path: v.numpy() for v in model.weights}
