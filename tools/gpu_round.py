@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import time
@@ -99,6 +98,8 @@ def device(args) -> None:
            "--minutes", str(args.minutes), "--save-every", "120", "--log-every", str(args.log_every)]
     if args.batch:
         cmd += ["--batch", str(args.batch)]
+    if args.init:
+        cmd += ["--init", args.init]
     t0 = time.time()
     with open(out / "train_stdout.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -112,7 +113,7 @@ def device(args) -> None:
         if (run / name).exists():
             returned += split_into(run / name, out)
     if (run / "weights.json").exists():
-        shutil.copy(run / "weights.json", out / "weights.json")
+        (out / "weights.json").write_text((run / "weights.json").read_text())
         returned.append("weights.json")
     manifest = {n: hashlib.sha256((out / n).read_bytes()).hexdigest() for n in returned}
     (out / "parts.json").write_text(json.dumps(manifest, indent=1))
@@ -139,8 +140,8 @@ def collect(args) -> None:
                 for n in parts:
                     f.write((src / n).read_bytes())
             os.replace(tmp, run / target)
-    if "weights.json" in manifest:
-        shutil.copy(src / "weights.json", run / "weights.json")
+    if "weights.json" in manifest:  # copied as text: the returned files are read-only
+        (run / "weights.json").write_text((src / "weights.json").read_text())
     if (src / "train_stdout.log").exists():
         with open(run / "train.log", "a") as log:
             log.write((src / "train_stdout.log").read_text())
@@ -163,6 +164,7 @@ def main(argv=None):
     p.add_argument("--minutes", type=float, default=8.5)
     p.add_argument("--batch", type=int, help="default: train_torch.py's for CUDA")
     p.add_argument("--log-every", type=int, default=500)
+    p.add_argument("--init", help="weights to start from instead of the committed ones")
     p.add_argument("--out", default="out/gpu", help="where to write without $OUT (a CPU rehearsal)")
     p.set_defaults(func=device)
     p = sub.add_parser("collect", help="join the returned parts into a run folder")

@@ -85,7 +85,7 @@ def load_arrays(model: Codec, arrays: dict, what) -> None:
 
 def write_checkpoint(run: pathlib.Path, model, opt, step, meta) -> None:
     """``RUN/ckpt.pt`` (to resume) and ``RUN/weights.npz`` + ``.json`` (to commit), each replaced atomically."""
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, **meta},
+    torch.save({**meta, "state": model.state_dict(), "optimizer": opt.state_dict(), "step": step},
                run / "ckpt.tmp.pt")
     os.replace(run / "ckpt.tmp.pt", run / "ckpt.pt")
     np.savez(run / "weights.tmp.npz", **state_arrays(model))
@@ -139,14 +139,14 @@ def main(argv=None):
     source = ckpt or init_meta
     cfg = Config.from_dict(source["config"]) if source else Config()
     meta = {"config": cfg.to_dict(), "seed": source.get("seed", SEED),
-            "schedule": [list(s) for s in source.get("schedule", SCHEDULE)], "framework": "torch", "model": "v2"}
+            "schedule": [list(s) for s in source.get("schedule", SCHEDULE)], "framework": "torch", "version": "v2"}
     schedule = [tuple(s) for s in meta["schedule"]]
 
     torch.manual_seed(meta["seed"])  # the initial weights of a new model
     model = Codec(cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate(0, schedule))
     if ckpt:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["state"])
         opt.load_state_dict(ckpt["optimizer"])
         step = int(ckpt["step"])
         print(f"resumed {run / 'ckpt.pt'} at step {step}", flush=True)
