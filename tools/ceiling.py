@@ -10,7 +10,7 @@ For each image, three PSNRs at the top quality:
              estimate of the best any encoder could feed this decoder.
 ``encoder`` far below ``decoder`` means the analysis transform leaves quality behind (an amortization
 gap, Cremer et al. 2018); ``decoder`` close to ``encoder`` means the synthesis transform is the limit,
-whatever the rate. Both guide where added capacity pays. Needs the ``train`` extra (TensorFlow).
+whatever the rate. Both guide where added capacity pays. Needs the ``train-tf`` extra (TensorFlow).
 """
 from __future__ import annotations
 

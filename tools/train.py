@@ -5,7 +5,7 @@
 Every ``--save-every`` seconds it writes a full checkpoint (weights + optimizer) under ``RUN/ckpt`` and a
 weights-only ``RUN/weights.npz`` (the file that is committed as ``models/checkpoint/weights.npz``). It
 resumes from the full checkpoint when present, else from ``--init`` weights, so stopping loses at most
-one save interval. Needs the ``train`` extra (TensorFlow).
+one save interval. Needs the ``train-tf`` extra (TensorFlow).
 """
 from __future__ import annotations
 
