@@ -23,11 +23,14 @@ from edgecodec.errors import BitstreamError, ModelMismatchError
 
 __all__ = [
     "Header", "Kind", "pack", "unpack", "packet_size", "read_packet",
-    "MAGIC", "VERSION", "PREFIX_SIZE", "HEADER_SIZE", "MAX_PACKET_SIZE", "MAX_STREAMS",
+    "MAGIC", "VERSION", "VERSIONS", "PREFIX_SIZE", "HEADER_SIZE", "MAX_PACKET_SIZE", "MAX_STREAMS",
 ]
 
 MAGIC = b"\x89ECC"
-VERSION = 1
+# Version 2 adds delta frames (Kind.DELTA) and the ``reference`` field they need. A writer uses the lowest
+# version that can express a packet, so images and key frames stay readable by version-1 readers.
+VERSION = 2
+VERSIONS = (1, 2)
 MODEL_ID_SIZE = 8
 MAX_STREAMS = 16
 MAX_PACKET_SIZE = 64 << 20  # 64 MiB: far above any image, small enough to allocate blindly
@@ -47,7 +50,8 @@ FIELDS = (
     ("sequence", "Q"),
     ("timestamp_us", "Q"),
     ("n_streams", "B"),
-    ("reserved", "3s"),
+    ("reference", "H"),
+    ("reserved", "1s"),
 )
 _HEADER = struct.Struct("<" + "".join(code for _, code in FIELDS))
 _PREFIX = struct.Struct("<4sBBBBI")
@@ -61,10 +65,12 @@ BytesLike = Union[bytes, bytearray, memoryview]
 
 
 class Kind(enum.IntEnum):
-    """What a packet carries: a standalone image or one frame of a stream."""
+    """What a packet carries: a standalone image, a self-contained frame of a stream (a key frame), or
+    a frame coded against an earlier frame of its stream (``Header.reference`` says which)."""
 
     IMAGE = 0
     FRAME = 1
+    DELTA = 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class Header:
     quality: int
     sequence: int = 0
     timestamp_us: int = 0
+    reference: int = 0  # DELTA only: the frame it needs is ``sequence - reference``; 0 otherwise
 
     def __post_init__(self) -> None:
         try:
@@ -95,6 +102,21 @@ class Header:
         _check_int("quality", self.quality, 0, 0xFF)
         _check_int("sequence", self.sequence, 0, 2**64 - 1)
         _check_int("timestamp_us", self.timestamp_us, 0, 2**64 - 1)
+        _check_int("reference", self.reference, 0, 0xFFFF)
+        if (self.kind == Kind.DELTA) != (self.reference > 0):
+            raise BitstreamError("a delta frame names its reference (reference > 0); other kinds have none")
+        if self.reference > self.sequence:
+            raise BitstreamError(f"reference {self.reference} reaches before frame 0 (sequence {self.sequence})")
+
+    @property
+    def reference_sequence(self) -> Optional[int]:
+        """The sequence number of the frame this packet is coded against, or None."""
+        return self.sequence - self.reference if self.reference else None
+
+    @property
+    def version(self) -> int:
+        """The bitstream version this header is written with: the lowest that expresses it."""
+        return 2 if self.kind == Kind.DELTA else 1
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> None:
@@ -114,9 +136,9 @@ def pack(header: Header, streams: Sequence[BytesLike]) -> bytes:
         raise BitstreamError(f"packet would be {total} bytes; the limit is {MAX_PACKET_SIZE}")
     parts = [
         _HEADER.pack(
-            MAGIC, VERSION, header.kind, header.channels, header.quality, total, header.model_id,
+            MAGIC, header.version, header.kind, header.channels, header.quality, total, header.model_id,
             header.width, header.height, header.sequence, header.timestamp_us, len(streams),
-            b"\0\0\0",
+            header.reference, b"\0",
         ),
         *(_LENGTH.pack(len(s)) for s in streams),
         *streams,
@@ -132,12 +154,12 @@ def packet_size(prefix: BytesLike) -> int:
     magic, version, kind, channels, _quality, length = _PREFIX.unpack_from(prefix)
     if magic != MAGIC:
         raise BitstreamError(f"not an edgecodec packet (magic {bytes(magic)!r}, expected {MAGIC!r})")
-    if version != VERSION:
+    if version not in VERSIONS:
         raise BitstreamError(
-            f"unsupported bitstream version {version}; this edgecodec reads version {VERSION}"
+            f"unsupported bitstream version {version}; this edgecodec reads versions 1 to {VERSION}"
         )
-    if kind not in tuple(Kind):
-        raise BitstreamError(f"unknown packet kind {kind}")
+    if kind not in tuple(Kind) or (version == 1 and kind == Kind.DELTA):
+        raise BitstreamError(f"unknown packet kind {kind} in a version {version} packet")
     if channels not in CHANNELS:
         raise BitstreamError(f"invalid channel count {channels}")
     if not MIN_PACKET_SIZE <= length <= MAX_PACKET_SIZE:
@@ -166,7 +188,7 @@ def unpack(data: BytesLike, expect_model_id: Optional[bytes] = None) -> tuple[He
     n = fields["n_streams"]
     if n > MAX_STREAMS:
         raise BitstreamError(f"{n} streams declared; at most {MAX_STREAMS} are allowed")
-    if fields["reserved"] != b"\0\0\0":
+    if fields["reserved"] != b"\0" or (fields["version"] == 1 and fields["reference"]):
         raise BitstreamError("reserved header bytes are not zero")
     start = HEADER_SIZE + 4 * n
     if start + CRC_SIZE > length:

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgecodec import bitstream, entropy
 from edgecodec.bitstream import Header, Kind
-from edgecodec.errors import BitstreamError, EdgecodecError, ModelError
+from edgecodec.errors import BitstreamError, EdgecodecError, MissingReferenceError, ModelError
 from edgecodec.models import ModelBundle, contract
 from edgecodec.models.context import passes
 
@@ -131,20 +131,28 @@ class Codec:
         rgb, channels = to_rgb(image)
         h, w = rgb.shape[:2]
         y, z = self.analyse(pad_image(rgb), quality)
+        header = Header(kind=kind, model_id=self.model_id, width=w, height=h, channels=channels,
+                        quality=quality, sequence=sequence, timestamp_us=timestamp_us)
+        return self.pack_latents(header, y, z)
+
+    def pack_latents(self, header: Header, y: np.ndarray, z: np.ndarray) -> bytes:
+        """The self-contained packet of integer latents y and hyper-latents z (an image or a key frame)."""
         z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
         streams = [entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z)]
         sums = self.bundle.hyper.sums(z, y.shape[:2])
         flat_y = y.reshape(-1, self._y_channels)
         for rows, refine in self._passes(*y.shape[:2]):
-            y_index, y_mean = self._tables_at(sums, rows, y, quality, refine)
+            y_index, y_mean = self._tables_at(sums, rows, y, header.quality, refine)
             streams.append(entropy.encode(flat_y[rows] - y_mean, y_index, self.bundle.cdf_y))
-        header = Header(kind=kind, model_id=self.model_id, width=w, height=h, channels=channels,
-                        quality=quality, sequence=sequence, timestamp_us=timestamp_us)
         return bitstream.pack(header, streams)
 
     def decode(self, packet: bytes) -> np.ndarray:
         """Reconstruct the image of a packet written by this model (gray, RGB or RGBA as encoded)."""
         header, streams = bitstream.unpack(packet, expect_model_id=self.model_id)
+        if header.kind == Kind.DELTA:
+            raise MissingReferenceError(
+                f"frame {header.sequence} is a delta frame coded against frame {header.reference_sequence}: "
+                "decode its stream in order from a key frame (edgecodec.temporal.StreamDecoder)")
         return self.decode_parts(header, streams)
 
     def _passes(self, height: int, width: int) -> list[tuple[np.ndarray, bool]]:
@@ -162,7 +170,10 @@ class Codec:
         return self.bundle.hyper.finish_at(sums, quality, rows, context)
 
     def decode_parts(self, header: Header, streams: list[bytes]) -> np.ndarray:
-        y = self.decode_latents(header, streams)
+        return self.synthesize(header, self.decode_latents(header, streams))
+
+    def synthesize(self, header: Header, y: np.ndarray) -> np.ndarray:
+        """The image of integer latents y (H/16, W/16, M), cropped and in the channels the header names."""
         y_hat = y.astype(np.float32) * self.bundle.gains[1][header.quality]
         (x,) = self.bundle.decoder(self.decoder_kind, self.threads).run(y_hat[None])
         # Round half to even and saturate to 0..255 (NaN to 0) in one pass, as np.clip(np.round(x), 0, 255)
@@ -172,6 +183,10 @@ class Codec:
 
     def decode_latents(self, header: Header, streams: list[bytes]) -> np.ndarray:
         """The integer latents y (H/16, W/16, M) of a packet's coded streams: everything up to synthesis."""
+        return self.unpack_latents(header, streams)[0]
+
+    def unpack_latents(self, header: Header, streams: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(y, z): the integer latents and hyper-latents of a self-contained packet's coded streams."""
         expected = 2 if self._context is None else 3
         if len(streams) != expected:
             raise BitstreamError(f"expected {expected} coded streams, found {len(streams)}")
@@ -191,4 +206,4 @@ class Codec:
         for (rows, refine), stream in zip(self._passes(yh, yw), streams[1:]):
             y_index, y_mean = self._tables_at(sums, rows, y, quality, refine)
             flat_y[rows] = np.clip(entropy.decode(stream, y_index, self.bundle.cdf_y) + y_mean, -128, 127)
-        return y
+        return y, z

@@ -13,6 +13,11 @@ class ModelMismatchError(BitstreamError):
     """A bitstream was written by a different model than the one decoding it."""
 
 
+class MissingReferenceError(BitstreamError):
+    """A delta frame arrived without the frame it is coded against (joined mid-stream, a lost or
+    reordered packet): wait for the next key frame, or ask for one."""
+
+
 class EntropyCodingError(EdgecodecError):
     """The range coder rejected its input (bad tables, undecodable bytes)."""
 

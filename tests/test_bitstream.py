@@ -105,8 +105,8 @@ def test_wrong_model_raises_model_mismatch_naming_both_ids():
 
 def test_unknown_version_raises_clear_error():
     data = bytearray(example_packet())
-    data[4] = 2
-    with pytest.raises(BitstreamError, match="unsupported bitstream version 2"):
+    data[4] = 3
+    with pytest.raises(BitstreamError, match="unsupported bitstream version 3"):
         unpack(with_crc(bytes(data)))
 
 
