@@ -8,6 +8,13 @@ import numpy as np
 
 from edgecodec.errors import EdgecodecError
 
+# OpenCV's own warnings ("[ WARN:0@0.1] global loadsave.cpp ... can't open/read file") would add a second
+# line to every error this module raises with the reason; errors still reach its log.
+try:
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+except AttributeError:  # a build without the logging module
+    pass
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".webp", ".tif", ".tiff"}
 
 

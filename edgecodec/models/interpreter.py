@@ -1,6 +1,9 @@
 """TFLite interpreter access: LiteRT (``ai-edge-litert``) where installed, else ``tflite_runtime``."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 
 import numpy as np
@@ -21,6 +24,31 @@ except ImportError:  # older Raspberry Pi OS images ship only tflite_runtime
         RUNTIME = None
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the duration: LiteRT's C++ logger writes
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there when a model's tensors are first
+    allocated, and has no switch to turn it off. Python's own writes (sys.stderr) are flushed first;
+    failures still surface as the exceptions the interpreter raises."""
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no real descriptor 2 (embedded, closed)
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class TFLiteModel:
     """One TFLite model with named inputs and outputs, resized on demand to each input's shape.
 
@@ -32,7 +60,8 @@ class TFLiteModel:
         if _Interpreter is None:
             raise ModelError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on old Pi OS)")
         try:
-            self._interp = _Interpreter(model_path=str(path), num_threads=threads)
+            with _native_stderr_silenced():
+                self._interp = _Interpreter(model_path=str(path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load {path}: {exc}") from None
         self.path = str(path)
@@ -50,7 +79,8 @@ class TFLiteModel:
             index = detail["index"]
             if self._shape.get(index) != array.shape:
                 self._interp.resize_tensor_input(index, array.shape, strict=False)
-                self._interp.allocate_tensors()
+                with _native_stderr_silenced():
+                    self._interp.allocate_tensors()
                 self._shape[index] = array.shape
             self._interp.set_tensor(index, array.astype(detail["dtype"], copy=False))
             self._interp.invoke()
