@@ -2,6 +2,13 @@
 
 Damaged parts of a recording are skipped and reported; every intact frame is exported. A video is
 written in frame order through OpenCV's VideoWriter; PNG frames are written by the workers.
+
+Recordings of stream mode hold delta frames, each coded against the frame before it. Decoding works on
+groups of pictures: a key frame and the delta frames after it, decoded in order by one
+``StreamDecoder``. A time range starts decoding at the key frame at or before its first frame (the frames
+before the range are decoded, cheaply, without synthesis, and not written), and ``jobs`` processes share
+the groups, never splitting one. A recording made before stream mode has only key frames: every group is
+one frame, as before.
 """
 from __future__ import annotations
 
@@ -9,16 +16,17 @@ import datetime as dt
 import glob
 import os
 import pathlib
+import multiprocessing
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
 
 from edgecodec import bitstream
-from edgecodec.batch import BatchSummary, DecodeTask, decode_batch
+from edgecodec.batch import BatchSummary, DecodeResult, default_threads
 from edgecodec.errors import EdgecodecError, ModelMismatchError
 from edgecodec.recording import SUFFIX, Damage, Frame, RecordingError, RecordingReader
 
@@ -64,6 +72,7 @@ class Selection:
     """The frames to export, per recording, and what could not be read."""
 
     frames: list[tuple[pathlib.Path, int, Frame]] = field(default_factory=list)  # (file, ordinal, frame)
+    lead: list[tuple[pathlib.Path, Frame]] = field(default_factory=list)  # decoded first, not exported
     damage: list[tuple[pathlib.Path, Damage]] = field(default_factory=list)
     unreadable: list[tuple[pathlib.Path, str]] = field(default_factory=list)
     growing: list[tuple[pathlib.Path, int]] = field(default_factory=list)  # (live file, bytes not yet whole)
@@ -94,7 +103,43 @@ def select_frames(recordings: list[pathlib.Path], start: Optional[str] = None,
         if scan.growing:
             selection.growing.append((path, scan.growing))
         selection.frames.extend((path, numbers[f.offset], f) for f in scan.frames)
+        selection.lead.extend((path, f) for f in scan.lead)
     return selection
+
+
+@dataclass(frozen=True)
+class GroupItem:
+    """One frame of a group of pictures: decoded always, synthesized and returned (or written to
+    ``output``) only when ``show``."""
+
+    source: str
+    offset: int
+    key: bool
+    show: bool = True
+    output: Optional[str] = None
+
+
+def plan_groups(selection: Selection, output: Optional[pathlib.Path] = None) -> list[list[GroupItem]]:
+    """The selected frames and the frames they need, in file order, cut into groups at key frames.
+
+    ``output`` (a folder) names each exported frame's PNG. A group that does not start with a key frame
+    (a file that starts mid-group, frames after damage) is kept: its decoder refuses its frames, and the
+    export reports them.
+    """
+    per_file: dict[pathlib.Path, list[GroupItem]] = {}
+    for path, n, f in selection.frames:
+        png = None if output is None else str(output / f"{path.stem}_{n:06d}.png")
+        per_file.setdefault(path, []).append(GroupItem(str(path), f.offset, f.key, True, png))
+    for path, f in selection.lead:
+        per_file.setdefault(path, []).append(GroupItem(str(path), f.offset, f.key, False))
+    groups: list[list[GroupItem]] = []
+    for items in per_file.values():
+        items.sort(key=lambda item: item.offset)
+        for item in items:
+            if item.key or not groups or groups[-1][0].source != item.source:
+                groups.append([])
+            groups[-1].append(item)
+    return [g for g in groups if any(item.show for item in g)]
 
 
 def frame_numbers(reader: RecordingReader) -> Optional[dict[int, int]]:
@@ -199,16 +244,13 @@ def export(recordings: list[str], output: str, *, start: Optional[str] = None, e
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgecodecError(f"cannot create the output folder {folder}: {exc.strerror}") from None
-    if video:
-        tasks = [DecodeTask(str(p), f.offset) for p, _, f in selection.frames]
-    else:
-        tasks = [DecodeTask(str(p), f.offset, str(out / f"{p.stem}_{n:06d}.png")) for p, n, f in selection.frames]
-    report = ExportReport(str(out), BatchSummary(), selected=len(tasks),
+    groups = plan_groups(selection, None if video else out)
+    report = ExportReport(str(out), BatchSummary(), selected=len(selection.frames),
                           damage=[(str(p), d) for p, d in selection.damage],
                           unreadable=[(str(p), e) for p, e in selection.unreadable],
                           growing=[(str(p), n) for p, n in selection.growing])
-    results = decode_batch(tasks, model_dir=model_dir, jobs=jobs, threads=threads, progress=progress,
-                           summary=report.summary)
+    results = decode_groups(groups, model_dir=model_dir, jobs=jobs, threads=threads, progress=progress,
+                            summary=report.summary)
     if video:
         report.fps = fps or estimate_fps([f for _, _, f in selection.frames])
         _write_video(out, results, report)
@@ -223,6 +265,91 @@ def _note_failure(result, report: ExportReport) -> None:
     if not result.ok:
         where = result.task.output or f"{result.task.source}@{result.task.offset}"
         report.failures.append((where, result.error))
+
+
+def decode_groups(groups: list[list[GroupItem]], *, model_dir=None, jobs: int = 1, threads: Optional[int] = None,
+                  progress: Optional[Callable[[int, int], None]] = None, summary: Optional[BatchSummary] = None,
+                  decoder: str = "full") -> Iterator[DecodeResult]:
+    """Decode groups of pictures with ``jobs`` processes (1: in this process), each group in order by one
+    stream decoder; yield a result per shown frame, in order. A frame that fails (damaged, its
+    reference missing) yields ``ok=False`` with the reason; the next key frame starts afresh."""
+    threads = threads or default_threads(jobs)
+    total = sum(item.show for g in groups for item in g)
+    started = time.perf_counter()
+    if progress:
+        progress(0, total)
+    _init_worker(model_dir, threads, decoder)  # here too: a bad model fails once, not in every worker
+    pool = None
+    if jobs <= 1 or len(groups) <= 1:
+        batches = map(_decode_group, groups)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        pool = ctx.Pool(min(jobs, len(groups)), initializer=_init_worker, initargs=(model_dir, threads, decoder))
+        batches = pool.imap(_decode_group, groups)
+    done = 0
+    try:
+        for batch in batches:
+            for result in batch:
+                done += 1
+                if summary is not None:
+                    summary.add(result)
+                    summary.seconds = time.perf_counter() - started
+                if progress:
+                    progress(done, total)
+                yield result
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+# --- in the worker --------------------------------------------------------------------------------
+
+_codec = None
+_readers: dict = {}
+
+
+def _init_worker(model_dir, threads: int, decoder: str = "full") -> None:
+    global _codec
+    from edgecodec.codec import Codec
+
+    _codec = Codec.load(model_dir, threads=threads, decoder=decoder)
+
+
+def _read(item: GroupItem) -> bytes:
+    reader = _readers.get(item.source)
+    if reader is None:
+        if len(_readers) >= 16:
+            _readers.pop(next(iter(_readers))).close()
+        reader = _readers[item.source] = RecordingReader(item.source)
+    return reader.read_at(item.offset)
+
+
+def _decode_group(group: list[GroupItem]) -> list[DecodeResult]:
+    from edgecodec.batch import DecodeTask
+    from edgecodec.imageio import write_image
+    from edgecodec.temporal import StreamDecoder
+
+    decoder = StreamDecoder(_codec)
+    results = []
+    for item in group:
+        task = DecodeTask(item.source, item.offset, item.output)
+        try:
+            packet = _read(item)
+            t0 = time.perf_counter()
+            header, y = decoder.decode_latents(packet)
+            if not item.show:
+                continue
+            image = _codec.synthesize(header, y)
+            ms = 1000 * (time.perf_counter() - t0)
+            if item.output:
+                write_image(item.output, image)
+            results.append(DecodeResult(task, True, width=image.shape[1], height=image.shape[0],
+                                        bytes=len(packet), decode_ms=ms, image=None if item.output else image))
+        except EdgecodecError as exc:
+            if item.show:
+                results.append(DecodeResult(task, False, error=str(exc)))
+    return results
 
 
 def _write_video(path: pathlib.Path, results, report: ExportReport) -> None:

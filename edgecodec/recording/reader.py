@@ -6,6 +6,7 @@ that runs to the end of the file is a torn tail, what a killed writer leaves.
 """
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
@@ -19,19 +20,43 @@ from edgecodec.recording.lock import being_written
 _CHUNK = 1 << 20
 
 
+KEY_KINDS = (0, 1)  # bitstream Kind.IMAGE, Kind.FRAME: decodable alone
+DELTA_KIND = 2  # bitstream Kind.DELTA: coded against frame ``sequence - reference``
+
+
 @dataclass(frozen=True)
 class Frame:
-    """Where one intact frame record lies, and what its header says."""
+    """Where one intact frame record lies, what its header says, and (from the packet's own header)
+    whether it is a key frame or a delta frame coded against frame ``sequence - reference``."""
 
     offset: int
     length: int
     sequence: int
     timestamp_us: int
     received_us: int
+    kind: int = 1
+    reference: int = 0
 
     @property
     def end(self) -> int:
         return self.offset + RECORD_HEADER_SIZE + self.length
+
+    @property
+    def key(self) -> bool:
+        """Decodable on its own (a key frame; every frame of a recording made before stream mode)."""
+        return self.kind != DELTA_KIND
+
+    @property
+    def reference_sequence(self) -> Optional[int]:
+        return self.sequence - self.reference if self.kind == DELTA_KIND else None
+
+
+def packet_kind(payload: bytes) -> tuple[int, int]:
+    """(kind, reference) from a frame packet's header bytes, without verifying the packet (the decoder
+    does that). Anything that is not a delta frame's header reads as a key frame."""
+    if len(payload) < 44 or payload[:4] != b"\x89ECC" or payload[4] != 2 or payload[5] != DELTA_KIND:
+        return 1, 0
+    return DELTA_KIND, int.from_bytes(payload[41:43], "little")
 
 
 @dataclass(frozen=True)
@@ -58,6 +83,9 @@ class IndexRecord:
 @dataclass
 class Scan:
     frames: list[Frame] = field(default_factory=list)
+    # With a time range: frames outside it that a selected delta frame needs decoded first, from the
+    # key frame at or before it (decode them, do not show them). Sorted by offset.
+    lead: list[Frame] = field(default_factory=list)
     damage: list[Damage] = field(default_factory=list)
     end: int = 0  # where the last intact record ends
     growing: int = 0  # bytes of a record its live writer is still appending (not damage)
@@ -147,7 +175,7 @@ class RecordingReader:
             header, payload = found
             if header.sync == FRAME_SYNC:
                 yield "frame", Frame(pos, header.length, header.sequence, header.timestamp_us,
-                                     header.received_us)
+                                     header.received_us, *packet_kind(payload))
             else:
                 try:
                     previous, entries = unpack_index(payload)
@@ -160,20 +188,34 @@ class RecordingReader:
     def scan(self, start_us: Optional[int] = None, end_us: Optional[int] = None) -> Scan:
         """Intact frames with start_us <= timestamp_us <= end_us (bounds optional), and damage met.
 
-        With a lower bound, the index chain lets the scan skip the records before the first match.
+        With a lower bound, the index chain lets the scan skip the records before the first match; it
+        starts at the key frame at or before it, so that ``lead`` lists the frames a selected delta frame
+        needs decoded first (the chain back to its key frame, never across damage).
         """
         regions = [(None, None)]
         if start_us is not None or end_us is not None:
             regions = self._regions(start_us, end_us) or regions
         result = Scan(end=self.data_start)
+        chain: list[Frame] = []  # frames outside the range since the last key frame
         for start, stop in regions:
+            chain = []
             for kind, item in self.records(start, stop):
                 if kind == "damage":
                     result.damage.append(item)
+                    chain = []
                     continue
                 result.end = item.end
-                if kind == "frame" and _in_range(item.timestamp_us, start_us, end_us):
+                if kind != "frame":
+                    continue
+                if _in_range(item.timestamp_us, start_us, end_us):
                     result.frames.append(item)
+                    if not item.key:
+                        result.lead.extend(chain)
+                    chain = []
+                elif item.key:
+                    chain = [item]
+                else:
+                    chain.append(item)
         if result.damage and result.damage[-1].at_end and being_written(self.path):
             result.growing = result.damage.pop().length
         return result
@@ -247,11 +289,33 @@ class RecordingReader:
             return None
         entries, tail = found
         hits = [e.offset for e in entries if _in_range(e.timestamp_us, start_us, end_us)]
+        offsets = [e.offset for e in entries]
         regions: list[tuple[int, Optional[int]]] = []
         if hits:
-            regions.append((min(hits), max(hits) + 1))
-        regions.append((tail, None))
+            regions.append((self._key_at_or_before(min(hits), offsets), max(hits) + 1))
+        tail_start = self._key_at_or_before(tail, offsets) if tail < self.size else tail
+        if regions and tail_start <= regions[-1][1]:
+            regions[-1] = (min(regions[-1][0], tail_start), None)  # the tail's group begins in the range
+        else:
+            regions.append((tail_start, None))
         return regions
+
+    def _peek_key(self, offset: int) -> bool:
+        """Whether the frame record at ``offset`` holds a key frame, from its first bytes (unverified)."""
+        self._file.seek(offset)
+        head = self._file.read(RECORD_HEADER_SIZE + 44)
+        return head[:4] == FRAME_SYNC and packet_kind(head[RECORD_HEADER_SIZE:])[0] != DELTA_KIND
+
+    def _key_at_or_before(self, offset: int, indexed: list[int]) -> int:
+        """Where to start reading so that the frame at ``offset`` can be decoded: the key frame at or
+        before it, found through the index (sorted offsets of indexed frames); the first one if none."""
+        if offset >= self.size or self._peek_key(offset):
+            return offset
+        i = bisect.bisect_left(indexed, offset)
+        for j in range(i - 1, -1, -1):
+            if self._peek_key(indexed[j]):
+                return indexed[j]
+        return min(indexed[0], offset) if indexed else offset
 
 
 def _in_range(value: int, lo: Optional[int], hi: Optional[int]) -> bool:
