@@ -4,6 +4,12 @@ The stage owns one ``firmware_bridge.Link``. The encoder hands it every encoded 
 a TRIGGER from the MCU sends the newest one, or with ``mode = "all"`` every frame is sent. One
 frame is in flight at a time and one waits, the newest: a slow serial line never builds a backlog.
 SET_QUALITY replaces the encoder's rate control (a fixed quality, or a target bitrate).
+
+Only key frames go over serial: the line drops frames (newest wins) and the MCU keeps single frames,
+so a delta frame would be undecodable there. In stream mode a trigger asks the encoder for a key
+frame and sends that one; with ``mode = "all"`` the bridge asks for the next key frame whenever the
+line is free, so the serial line still gets frames at its own pace (the network stream then carries
+those extra key frames too). Delta frames the bridge does not send count as dropped.
 """
 from __future__ import annotations
 
@@ -47,6 +53,8 @@ class BridgeStage(Stage):
         self.no_frame = 0      # triggers that came before any frame was encoded
         self.quality_commands = 0
         self._latest: Optional[Encoded] = None
+        self._trigger_pending = False  # a trigger waits for the key frame it asked for
+        self.deltas_skipped = 0  # delta frames not sent (they do not decode on their own)
         self._outbox: LatestSlot[Encoded] = LatestSlot()
         try:
             # Opened here, before any stage starts, so a bad port fails the start cleanly.
@@ -57,23 +65,35 @@ class BridgeStage(Stage):
 
     @property
     def dropped(self) -> int:
-        """Frames replaced by a newer one while the link was busy."""
-        return self._outbox.replaced
+        """Frames replaced by a newer one while the link was busy, and delta frames not sent."""
+        return self._outbox.replaced + self.deltas_skipped
+
+    @property
+    def _streaming(self) -> bool:
+        return not getattr(self.encoder, "intra", True)
 
     def offer(self, item: Encoded) -> None:
         """Called by the encoder for every frame; never blocks."""
+        if not item.key:
+            self.deltas_skipped += 1
+            return
         self._latest = item
-        if self.config.mode == "all":
+        if self.config.mode == "all" or self._trigger_pending:
+            self._trigger_pending = False
             self._outbox.put(item)
 
     def _on_trigger(self, trigger: Trigger) -> None:
         self.triggers += 1
-        item = self._latest
-        if item is None:
+        if self._latest is None:
             self.no_frame += 1
             log.warning("trigger from the MCU before any frame was encoded")
+            if not self._streaming:
+                return
+        if self._streaming:  # the newest frame is likely a delta frame: send a fresh key frame
+            self._trigger_pending = True
+            self.encoder.request_key("the MCU triggered a frame")
             return
-        self._outbox.put(item)
+        self._outbox.put(self._latest)
 
     def _on_set_quality(self, msg: SetQuality) -> None:
         """Quality 0xFF leaves the quality as it is (the protocol's rule); target_bps 0 means a fixed quality."""
@@ -85,7 +105,8 @@ class BridgeStage(Stage):
             return
         if msg.target_bps:
             current = quality if quality is not None else (self._latest.quality if self._latest is not None else None)
-            rate = RateController(msg.target_bps / 1000, self.qualities, self.fps, start_quality=current)
+            rate = RateController(msg.target_bps / 1000, self.qualities, self.fps, start_quality=current,
+                                  key_interval_s=getattr(self.encoder, "key_interval_s", None))
         elif quality is not None:
             rate = FixedQuality(quality)
         else:
@@ -114,6 +135,8 @@ class BridgeStage(Stage):
             else:
                 self.failed += 1
                 self.link.drop_pending()  # a newer frame matters more than resuming this one
+            if self.config.mode == "all" and self._streaming:
+                self.encoder.request_key("the serial line is free")
             if self.stopping:
                 return
 

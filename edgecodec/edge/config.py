@@ -125,6 +125,12 @@ class EncodeConfig:
     analysis: str = opt("auto", "--analysis", "'full', 'fast' (the model's narrower analysis: about half "
                         "the work, a lower PSNR for the bits; the same decoder reads it) or 'auto': the "
                         "full one unless its encode needs more than half the frame period", _analysis, "KIND")
+    key_interval: float = opt(2.0, "--key-interval", "stream mode: a key frame (decodable on its own) at "
+                              "least this often (s); the frames between are delta frames that re-send only "
+                              "what changed. A viewer who joins waits at most this long for a picture",
+                              between(0.05, 3600), "S")
+    intra: bool = opt(False, "--intra", "code every frame as a key frame (no delta frames): more bits "
+                      "on a fixed camera, but any frame decodes on its own")
 
 
 @dataclasses.dataclass(frozen=True)

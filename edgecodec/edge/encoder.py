@@ -8,8 +8,10 @@ from __future__ import annotations
 import logging
 import queue
 import statistics
+import threading
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 from edgecodec.bitstream import Kind
 from edgecodec.edge.stage import Stage
@@ -100,21 +102,87 @@ class Encoded:
     timestamp_us: int
     quality: int
     packet: bytes
+    key: bool = True  # a key frame (decodes on its own); False: a delta frame, needs the frame before it
+
+
+class IntraOnly:
+    """``StreamEncoder``'s interface for a codec without stream support (a stand-in codec in tests):
+    every frame a key frame."""
+
+    def __init__(self, codec):
+        self.codec = codec
+        self.keys = 0
+        self.deltas = 0
+        self.last_coded_share = 1.0
+
+    def request_key(self) -> None:
+        pass
+
+    def encode(self, image, quality: int, sequence: int, timestamp_us: int = 0) -> bytes:
+        self.keys += 1
+        return self.codec.encode(image, quality, kind=Kind.FRAME, sequence=sequence, timestamp_us=timestamp_us)
+
+
+def stream_encoder(codec, key_interval_s: float = 2.0, intra: bool = False):
+    """The edge's frame coder: a ``StreamEncoder`` (key frames and delta frames, or with ``intra`` only
+    key frames), or ``IntraOnly`` for a codec that cannot code streams."""
+    from edgecodec.codec import Codec
+    from edgecodec.temporal import StreamEncoder
+
+    if not isinstance(codec, Codec):
+        return IntraOnly(codec)
+    return StreamEncoder(codec, key_interval_s=key_interval_s, intra=intra)
 
 
 class EncodeStage(Stage):
+    """Codes the newest captured frame. In stream mode most frames are delta frames against the frame
+    encoded before; ``request_key`` (any thread) makes the next one a key frame, for a receiver that
+    lost frames (the spool overflowed, the link was down)."""
+
     name = "encode"
 
-    def __init__(self, codec, slot: LatestSlot, outbox: queue.Queue, rate):
+    def __init__(self, codec, slot: LatestSlot, outbox: queue.Queue, rate, key_interval_s: float = 2.0,
+                 intra: bool = False):
         super().__init__()
         self.codec = codec
         self.slot = slot
         self.outbox = outbox
         self.rate = rate  # RateController or FixedQuality
+        self.stream = stream_encoder(codec, key_interval_s, intra)
+        self.intra = intra or isinstance(self.stream, IntraOnly)
+        self.key_interval_s = None if self.intra else key_interval_s  # for rate control's groups
+        self._key_interval_us = int(key_interval_s * 1e6)
+        self._last_key_us: Optional[int] = None
         self.encoded = 0
         self.skipped = 0  # frames the rate controller left out
         self.bytes = 0
         self.encode_ms = 0.0  # running average
+        self.key_requests = 0
+        self._key_wanted = threading.Event()
+
+    @property
+    def keys(self) -> int:
+        return self.stream.keys
+
+    @property
+    def deltas(self) -> int:
+        return self.stream.deltas
+
+    def request_key(self, why: str = "") -> None:
+        """Make the next encoded frame a key frame (thread-safe)."""
+        if not self._key_wanted.is_set():
+            self.key_requests += 1
+            log.debug("key frame requested%s", f": {why}" if why else "")
+        self._key_wanted.set()
+
+    def _key_due(self, timestamp_us: int) -> Optional[bool]:
+        """Whether the next frame will be a key frame (the stream encoder's rule, for rate control, which
+        changes quality only there), None when every frame is one."""
+        if self.intra:
+            return None
+        last = self._last_key_us
+        return (last is None or self._key_wanted.is_set() or timestamp_us < last
+                or timestamp_us - last >= self._key_interval_us)
 
     def run(self) -> None:
         while True:
@@ -125,19 +193,30 @@ class EncodeStage(Stage):
                     return  # the slot is empty: everything captured was handled
                 continue
             rate = self.rate  # read once: the bridge may replace it between frames
-            quality = rate.choose(time.monotonic())
+            quality = rate.choose(time.monotonic(), key=self._key_due(frame.timestamp_us))
             if quality is None:
                 self.skipped += 1
                 continue
+            if self._key_wanted.is_set():
+                self._key_wanted.clear()
+                self.stream.request_key()
+            keys_before = self.stream.keys
             t0 = time.perf_counter()
-            packet = self.codec.encode(frame.image, quality, kind=Kind.FRAME, sequence=frame.sequence,
-                                       timestamp_us=frame.timestamp_us)
+            packet = self.stream.encode(frame.image, quality, sequence=frame.sequence,
+                                        timestamp_us=frame.timestamp_us)
             ms = (time.perf_counter() - t0) * 1000
+            key = self.stream.keys > keys_before
+            if key:
+                self._last_key_us = frame.timestamp_us
             self.encode_ms = ms if not self.encoded else self.encode_ms + 0.1 * (ms - self.encode_ms)
-            rate.observe(quality, len(packet), time.monotonic())
+            observe = getattr(rate, "observe_frame", None)
+            if observe is not None:
+                observe(quality, len(packet), time.monotonic(), key)
+            else:
+                rate.observe(quality, len(packet), time.monotonic())
             self.encoded += 1
             self.bytes += len(packet)
-            item = Encoded(frame.sequence, frame.timestamp_us, quality, packet)
+            item = Encoded(frame.sequence, frame.timestamp_us, quality, packet, key)
             while True:
                 try:
                     self.outbox.put(item, timeout=0.2)

@@ -57,7 +57,8 @@ class EdgePipeline:
                                             fps=cfg.camera.fps)
         if cfg.encode.target_kbps > 0:
             rate = RateController(cfg.encode.target_kbps, codec.qualities, cfg.camera.fps,
-                                  start_quality=min(cfg.encode.quality, codec.qualities[-1]))
+                                  start_quality=min(cfg.encode.quality, codec.qualities[-1]),
+                                  key_interval_s=None if cfg.encode.intra else cfg.encode.key_interval)
         elif cfg.encode.quality in codec.qualities:
             rate = FixedQuality(cfg.encode.quality)
         else:
@@ -85,7 +86,8 @@ class EdgePipeline:
         self.capture = CaptureStage(open_source(cfg.camera.source, cfg.camera.width, cfg.camera.height,
                                                 cfg.camera.fps, cfg.camera.loop),
                                     slot, self.stream.next, retry_max=cfg.link.retry_max)
-        self.encoder = EncodeStage(codec, slot, outbox, rate)
+        self.encoder = EncodeStage(codec, slot, outbox, rate, key_interval_s=cfg.encode.key_interval,
+                                   intra=cfg.encode.intra)
         if bridge.enabled(cfg.bridge):  # the MCU: triggers, quality commands, frames over serial
             self.bridge = bridge.BridgeStage(cfg.bridge, self.encoder, codec.qualities, cfg.camera.fps)
             self.encoder.outbox = bridge.TapQueue(outbox if network else None, self.bridge)
@@ -94,7 +96,8 @@ class EdgePipeline:
                 outbox, lambda: transport.open_link(link_config), self.spool,
                 lost_total=lambda: self.capture.dropped + self.encoder.skipped,
                 policy=SendPolicy(ack_timeout=cfg.link.ack_timeout, retry_max=cfg.link.retry_max,
-                                  drain_timeout=cfg.service.drain_timeout))
+                                  drain_timeout=cfg.service.drain_timeout),
+                request_key=self.encoder.request_key)
         self._slot = slot
         self.started_at = time.monotonic()
         for stage in (self.bridge, self.sender, self.encoder, self.capture):
@@ -155,6 +158,9 @@ class EdgePipeline:
             "dropped_at_source": c.dropped,
             "skipped_by_rate_control": e.skipped,
             "encoded": e.encoded,
+            "key_frames": e.keys,
+            "delta_frames": e.deltas,
+            "key_requests": e.key_requests,
             "encoder": getattr(self.codec, "encoder_kind", None),
             "analysis": getattr(self.codec, "analysis", None),
             "encode_ms": round(e.encode_ms, 1),

@@ -10,6 +10,11 @@ still come, a full window holds the encoder back, and frames are dropped at the 
 network must not build a backlog). When acks stop coming, new frames go to the spool instead, and
 after ``ack_timeout`` the link is declared dead. Connection attempts run in a helper thread so
 that frames keep flowing into the spool while one hangs.
+
+Stream mode: a delta frame only decodes after the frames before it, so none is sent or spooled after
+the spool had to drop frames, until the next key frame (``Spool.admit``); the sender then asks the
+encoder for a key frame (``request_key``) at once, and after every reconnection too, so a server that
+lost state (or a viewer that joined while the link was down) has a picture to start from.
 """
 from __future__ import annotations
 
@@ -82,8 +87,10 @@ class SendStage(Stage):
     name = "send"
 
     def __init__(self, inbox: queue.Queue, open_link: Callable[[], Link], spool: Spool,
-                 lost_total: Callable[[], int] = lambda: 0, policy: SendPolicy = SendPolicy()):
+                 lost_total: Callable[[], int] = lambda: 0, policy: SendPolicy = SendPolicy(),
+                 request_key: Callable[[str], None] = lambda why: None):
         super().__init__()
+        self.request_key = request_key  # the encoder's: make the next frame a key frame
         self.inbox = inbox
         self.open_link = open_link
         self.spool = spool
@@ -190,7 +197,10 @@ class SendStage(Stage):
                 self._last_send = now
             self._handle_ack(link.poll(0.01))
             return
-        self._send(frame.sequence, frame.packet, keep=frame.packet)
+        if self.spool.admit(frame.key):
+            self._send(frame.sequence, frame.packet, keep=frame.packet)
+        else:
+            self._frames_lost("a delta frame's reference was dropped")
 
     def _send(self, sequence: int, packet: bytes, keep: Optional[bytes]) -> None:
         # In flight before the attempt: if sending fails, the frame is spooled with the others.
@@ -247,6 +257,8 @@ class SendStage(Stage):
             self.spool.ack(attempt.last_stored)  # stored before an acknowledgement got lost
         self._cursor = attempt.last_stored
         self._from_spool = len(self.spool) > 0
+        if self.connects > 1:  # the server or its viewers may have missed frames meanwhile
+            self.request_key("reconnected")
         outage = "" if self._down_since is None else f" after {time.monotonic() - self._down_since:.1f} s"
         self._down_since = None
         log.info("connected to %s%s; %d frames waiting in the spool", self.link.config.url, outage,
@@ -280,9 +292,14 @@ class SendStage(Stage):
         self._cursor = None
         self._from_spool = False
 
-    def _spool(self, sequence: int, packet: bytes) -> None:
-        self.spool.append(sequence, packet)
+    def _spool(self, sequence: int, packet: bytes, key: Optional[bool] = None) -> None:
+        if self.spool.append(sequence, packet, key):
+            self._frames_lost("the spool dropped frames")
         self.spooled += 1
+
+    def _frames_lost(self, why: str) -> None:
+        """Encoded frames were dropped: the stream needs a key frame before delta frames decode again."""
+        self.request_key(why)
 
     def _spool_inbox(self, wait: float) -> None:
         try:
@@ -290,7 +307,7 @@ class SendStage(Stage):
         except queue.Empty:
             return
         while True:
-            self._spool(frame.sequence, frame.packet)
+            self._spool(frame.sequence, frame.packet, frame.key)
             try:
                 frame = self.inbox.get_nowait()
             except queue.Empty:

@@ -5,7 +5,12 @@ self-delimiting and CRC-checked) and removed when the server acknowledges them. 
 limit the oldest segment is deleted and its frames are counted as dropped. Appending to a few
 large files instead of writing one file per frame spares SD cards. After a crash, a torn last
 packet is cut off at load; frames that were acknowledged but not yet deleted are sent again and
-the server recognises them as duplicates. Appends reach the operating system at once (a crash of
+the server recognises them as duplicates.
+
+In stream mode a delta frame is useless without the frames before it back to a key frame, so the
+spool keeps that dependency: when it drops frames, it also drops the delta frames that follow them up
+to the next key frame it holds, and if it holds none, it refuses delta frames (``admit``) until a key
+frame arrives; the sender asks the encoder for one. Frames are never reordered. Appends reach the operating system at once (a crash of
 the service loses nothing) but are synced to the medium only when a segment is closed, so a power
 cut can cost the last few seconds of an outage; syncing every frame would cost the card more.
 """
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 from edgecodec import bitstream
+from edgecodec.bitstream import Kind
 from edgecodec.errors import BitstreamError, EdgecodecError
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ class _Segment:
     size: int = 0
     seqs: list = field(default_factory=list)  # sequence numbers, increasing
     spans: list = field(default_factory=list)  # (offset, length) per frame
+    keys: list = field(default_factory=list)  # per frame: a key frame (True) or a delta frame
     start: int = 0  # index of the first unacknowledged frame
 
     @property
@@ -55,7 +62,8 @@ class Spool:
         self._segments: list[_Segment] = []
         self._writer = None
         self._lock = threading.RLock()
-        self.dropped = 0  # frames deleted unsent because the spool was full
+        self.dropped = 0  # frames deleted unsent because the spool was full (or their reference was)
+        self.broken = False  # frames were dropped and no key frame came since: delta frames are refused
         self._acked = -1
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -100,6 +108,7 @@ class Spool:
                 if header.sequence > last:
                     seg.seqs.append(header.sequence)
                     seg.spans.append((offset, len(packet)))
+                    seg.keys.append(header.kind != Kind.DELTA)
                     last = header.sequence
                 offset += len(packet)
         if offset != path.stat().st_size:
@@ -111,10 +120,13 @@ class Spool:
         """Flush, and record what was acknowledged so a restart does not send it again."""
         with self._lock:
             self._close_writer()
-            if self._acked >= 0:
-                tmp = self.dir / (ACKED_FILE + ".tmp")
-                tmp.write_text(str(self._acked))
-                os.replace(tmp, self.dir / ACKED_FILE)
+            self._write_acked()
+
+    def _write_acked(self) -> None:
+        if self._acked >= 0:
+            tmp = self.dir / (ACKED_FILE + ".tmp")
+            tmp.write_text(str(self._acked))
+            os.replace(tmp, self.dir / ACKED_FILE)
 
     def _close_writer(self) -> None:
         if self._writer is not None:
@@ -164,12 +176,30 @@ class Spool:
 
     # --- changes -------------------------------------------------------------------------------
 
-    def append(self, sequence: int, packet: bytes) -> int:
-        """Store one frame (sequences must increase); return how many old frames this pushed out."""
+    def admit(self, key: bool) -> bool:
+        """Whether a frame may go on (to the spool or the link): False for a delta frame after frames were
+        dropped and before the next key frame (counted as dropped). A key frame mends the chain."""
+        with self._lock:
+            if key:
+                self.broken = False
+                return True
+            if self.broken:
+                self.dropped += 1
+                return False
+            return True
+
+    def append(self, sequence: int, packet: bytes, key: Optional[bool] = None) -> int:
+        """Store one frame (sequences must increase); return how many frames this dropped: old ones it
+        pushed out with the delta frames that needed them, or this one if it is a delta frame that
+        cannot be decoded any more (see ``admit``). ``key``: None reads it from the packet."""
+        if key is None:
+            key = _is_key(packet)
         with self._lock:
             last = self.last_sequence()
             if last is not None and sequence <= last:
                 raise EdgecodecError(f"spool: sequence {sequence} does not follow {last}")
+            if not self.admit(key):
+                return 1
             seg = self._segments[-1] if self._segments and self._writer is not None else None
             if seg is None or seg.size + len(packet) > self.segment_bytes and seg.seqs:
                 self._close_writer()
@@ -180,6 +210,7 @@ class Spool:
             self._writer.flush()  # to the OS now: a killed process must not lose buffered frames
             seg.seqs.append(sequence)
             seg.spans.append((seg.size, len(packet)))
+            seg.keys.append(key)
             seg.size += len(packet)
             return self._enforce_limit()
 
@@ -194,7 +225,31 @@ class Spool:
             log.warning("spool full (%.1f MB): dropped the %d oldest frames", self.max_bytes / 1e6,
                         seg.pending)
         self.dropped += dropped
+        if dropped:
+            dropped += self._drop_orphans()
         return dropped
+
+    def _drop_orphans(self) -> int:
+        """After frames were dropped: drop the delta frames held before the first key frame held (their
+        chain lost a frame); with no key frame held, drop all and refuse delta frames until one comes."""
+        for seg in self._segments:
+            for i in range(seg.start, len(seg.seqs)):
+                if seg.keys[i]:
+                    removed = self.ack(seg.seqs[i] - 1) if i > seg.start or seg is not self._segments[0] \
+                        else 0
+                    break
+            else:
+                continue
+            break
+        else:
+            last = self.last_sequence()
+            removed = self.ack(last) if last is not None else 0
+            self.broken = True
+        if removed:
+            log.warning("spool: dropped %d delta frames whose reference frames were dropped", removed)
+            self.dropped += removed
+            self._write_acked()  # a restart must not send them either
+        return removed
 
     def ack(self, sequence: int) -> int:
         """Forget every frame up to ``sequence`` (the server has it); return how many were removed."""
@@ -215,3 +270,8 @@ class Spool:
                 self._segments.pop(0)
                 seg.path.unlink(missing_ok=True)
             return removed
+
+
+def _is_key(packet: bytes) -> bool:
+    """Whether a packet is not a delta frame (the header's kind byte, without unpacking it)."""
+    return len(packet) < 6 or packet[5] != Kind.DELTA
