@@ -314,6 +314,8 @@ def _init_worker(model_dir, threads: int, decoder: str = "full") -> None:
     from edgecodec.codec import Codec
 
     _codec = Codec.load(model_dir, threads=threads, decoder=decoder)
+    while _readers:  # files may have been replaced (repaired) since an earlier export in this process
+        _readers.popitem()[1].close()
 
 
 def _read(item: GroupItem) -> bytes:
