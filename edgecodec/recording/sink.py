@@ -2,6 +2,8 @@
 
 Frames are written in the publishing thread before it returns, so a frame the ingest acknowledged is
 in the file (see ``writer``). Files rotate by size or age; a background thread fsyncs them now and then.
+Delta frames (stream mode) are stored like key frames; a file is rotated only at a key frame, so every
+file starts with one and decodes on its own (unless no key frame comes for twice the limits).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import threading
 import time
 from typing import Optional
 
-from edgecodec.bitstream import Header
+from edgecodec.bitstream import Header, Kind
 from edgecodec.recording.format import RECORD_HEADER_SIZE, SUFFIX, RecordingError
 from edgecodec.recording.writer import DEFAULT_INDEX_EVERY, RecordingWriter
 
@@ -74,7 +76,8 @@ class RecordingSink:
             if self._stop.is_set():  # a publish that raced with close(): the files are sealed
                 return
             try:
-                writer = self._writer_for(camera_id, RECORD_HEADER_SIZE + len(packet))
+                writer = self._writer_for(camera_id, RECORD_HEADER_SIZE + len(packet),
+                                          header.kind != Kind.DELTA)
                 writer.append(packet, header)
             except (RecordingError, OSError) as exc:
                 self.errors += 1
@@ -83,12 +86,13 @@ class RecordingSink:
                 if dead is not None:
                     self._close_quietly(dead[0])
 
-    def _writer_for(self, camera_id: str, record_size: int) -> RecordingWriter:
+    def _writer_for(self, camera_id: str, record_size: int, key: bool = True) -> RecordingWriter:
         current = self._writers.get(camera_id)
         if current is not None:
             writer, opened = current
-            too_big = writer.frames and writer.size + record_size > self.rotate_bytes
-            too_old = time.monotonic() - opened >= self.rotate_seconds
+            slack = 1 if key else 2  # a delta frame needs the file its reference is in
+            too_big = writer.frames and writer.size + record_size > self.rotate_bytes * slack
+            too_old = time.monotonic() - opened >= self.rotate_seconds * slack
             if not (too_big or too_old):
                 return writer
             self._close_quietly(writer)

@@ -2,6 +2,10 @@
 
 Frames stay compressed here; decoding happens only in a consumer that needs pixels (a live viewer).
 Subscribers are called in the publishing thread/task and must not block: hand heavy work off.
+
+In stream mode a frame may be a delta frame, which decodes only after every frame back to the last key
+frame; the hub keeps those frames per camera (``since_key``), so a viewer that joins mid-stream
+decodes the newest frame at once instead of waiting for the next key frame.
 """
 from __future__ import annotations
 
@@ -10,9 +14,12 @@ import threading
 import time
 from typing import Callable, Optional
 
-from edgecodec.bitstream import Header
+from edgecodec.bitstream import Header, Kind
 
 Subscriber = Callable[[str, Header, bytes], None]
+
+GROUP_FRAMES = 1024  # frames kept since the last key frame, at most (past this a joiner waits for a key)
+GROUP_BYTES = 32 << 20
 
 
 @dataclasses.dataclass
@@ -49,6 +56,8 @@ class FrameHub:
     def __init__(self, window: float = 5.0):
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[Header, bytes]] = {}
+        self._groups: dict[str, Optional[list]] = {}  # camera -> frames since its last key frame
+        self._group_bytes: dict[str, int] = {}
         self._stats: dict[str, CameraStats] = {}
         self._subscribers: list[Subscriber] = []
         self._window = window
@@ -83,9 +92,30 @@ class FrameHub:
             st._window.append((now, len(packet)))
             st._window[:] = [(t, n) for t, n in st._window if now - t <= self._window]
             self._latest[camera_id] = (header, packet)
+            self._keep(camera_id, header, packet)
             subscribers = list(self._subscribers)
         for callback in subscribers:
             callback(camera_id, header, packet)
+
+    def _keep(self, camera_id: str, header: Header, packet: bytes) -> None:
+        if header.kind != Kind.DELTA:
+            self._groups[camera_id], self._group_bytes[camera_id] = [(header, packet)], len(packet)
+            return
+        group = self._groups.get(camera_id)
+        if group is None:
+            return
+        size = self._group_bytes[camera_id] + len(packet)
+        if len(group) >= GROUP_FRAMES or size > GROUP_BYTES:
+            self._groups[camera_id] = None  # too long without a key frame: joiners wait for one
+            return
+        group.append((header, packet))
+        self._group_bytes[camera_id] = size
+
+    def since_key(self, camera_id: str) -> list[tuple[Header, bytes]]:
+        """The camera's frames from its last key frame to the newest, in order (just the newest frame of
+        an intra stream); empty when none is known or the group grew past the limits."""
+        with self._lock:
+            return list(self._groups.get(camera_id) or ())
 
     def latest(self, camera_id: str) -> Optional[tuple[Header, bytes]]:
         with self._lock:

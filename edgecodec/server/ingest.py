@@ -39,6 +39,7 @@ class ServerLimits:
 @dataclasses.dataclass
 class IngestCounters:
     frames: int = 0
+    delta_frames: int = 0  # of the frames, those coded against an earlier one (stream mode)
     duplicates: int = 0
     gaps: int = 0  # chained frames refused because an earlier one went missing (MQTT)
     rejected: int = 0
@@ -154,8 +155,8 @@ class Ingest:
             if len(packet) > self.limits.max_packet:
                 raise BitstreamError(f"packet of {len(packet)} bytes exceeds {self.limits.max_packet}")
             header, _ = bitstream.unpack(packet, expect_model_id=model_id)
-            if header.kind != Kind.FRAME:
-                raise BitstreamError(f"expected a FRAME packet, got {header.kind.name}")
+            if header.kind not in (Kind.FRAME, Kind.DELTA):  # key frames and delta frames of a stream
+                raise BitstreamError(f"expected a FRAME or DELTA packet, got {header.kind.name}")
         except BitstreamError:
             counters.rejected += 1
             raise
@@ -167,6 +168,7 @@ class Ingest:
                 counters.gaps += 1
             return header, False
         counters.frames += 1
+        counters.delta_frames += header.kind == Kind.DELTA
         counters.bytes += len(packet)
         try:
             self.hub.publish(camera_id, header, packet)

@@ -1,9 +1,12 @@
 """Decode what the cameras send, to measure it: capture-to-decoded latency and, for the synthetic
 scene, PSNR against the original (recomputed from each frame's timestamp).
 
-Decoding happens only here, where someone looks. Each camera has a worker that decodes its newest
-frame; frames that arrive while it is busy are skipped (counted), so the probe never holds up
-ingest or falls behind.
+Decoding happens only here, where someone looks. Each camera has a worker that shows (synthesizes) its
+newest frame; frames that arrive while it is busy are skipped (counted), so the probe never holds up
+ingest or falls behind. In stream mode a skipped frame's latents are still decoded, in order (cheap;
+see ``follow``), because the next delta frame is coded against them; a probe that starts mid-stream
+begins at the camera's last key frame (the hub keeps the frames since), and after a gap it waits for
+the next key frame, logging once and counting the frames it could not decode.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgecodec.bitstream import Header
-from edgecodec.latest import LatestSlot
+from edgecodec.server.follow import StreamFollower
 from edgecodec.server.hub import FrameHub
 
 log = logging.getLogger(__name__)
@@ -41,7 +44,10 @@ def percentiles(values: list[float]) -> dict:
 class _CameraProbe:
     def __init__(self, camera_id: str, probe: "DecodeProbe"):
         self.camera_id = camera_id
-        self.slot: LatestSlot = LatestSlot()
+        self.pending: list = []  # (header, packet) in arrival order, guarded by probe._lock
+        self.ready = threading.Event()
+        self.skipped = 0  # frames not shown: newer ones came while the worker was busy
+        self.follower: Optional[StreamFollower] = None
         self.received_ms: list[float] = []
         self.decoded_ms: list[float] = []
         self.psnr: list[float] = []
@@ -82,23 +88,37 @@ class DecodeProbe:
             cam = self._cameras.get(camera_id)
             if cam is None:
                 cam = self._cameras[camera_id] = _CameraProbe(camera_id, self)
+                # Joining mid-stream: start from the camera's last key frame (this frame included).
+                cam.pending = self.hub.since_key(camera_id) or [(header, packet)]
                 cam.thread.start()
+            else:
+                cam.pending.append((header, packet))
+            cam.ready.set()
         if time.monotonic() - self._started >= self.warmup_s:
             cam.received_ms.append(received - header.timestamp_us / 1e3)
-        cam.slot.put((header, packet))
 
     def _work(self, cam: _CameraProbe) -> None:
+        cam.follower = StreamFollower(self._codec, cam.camera_id, who="probe")
         while not self._stop.is_set():
-            item = cam.slot.get(timeout=0.2)
-            if item is None:
+            if not cam.ready.wait(0.2):
                 continue
-            header, packet = item
+            with self._lock:
+                frames, cam.pending = cam.pending, []
+                cam.ready.clear()
+            if not frames:
+                continue
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
-                image = self._codec.decode(packet)
+                shown = cam.follower.advance(frames)
+                if shown is None:  # waiting for a key frame (counted by the follower)
+                    continue
+                header, y = shown
+                cam.skipped += len(frames) - 1
+                image = self._codec.synthesize(header, y)
             except Exception as exc:  # a probe must never take the server down
                 cam.errors += 1
-                log.warning("probe could not decode %s frame %d: %s", cam.camera_id, header.sequence, exc)
+                log.warning("probe could not decode %s frame %d: %s", cam.camera_id, frames[-1][0].sequence, exc)
+                cam.follower.reset()
                 continue
             done = time.time_ns() / 1e6
             if time.monotonic() - self._started >= self.warmup_s:
@@ -128,8 +148,10 @@ class DecodeProbe:
             out[cid] = {
                 "decoded": len(cam.decoded_ms),
                 "decoder": getattr(self._codec, "decoder_kind", None),
-                "decode_errors": cam.errors,
-                "skipped_while_busy": cam.slot.replaced,
+                "decode_errors": cam.errors + (cam.follower.errors if cam.follower else 0),
+                "skipped_while_busy": cam.skipped,
+                "waiting_for_key_frame": cam.follower.waiting_frames if cam.follower else 0,
+                "key_frame_waits": cam.follower.waits if cam.follower else 0,
                 "decode_ms": percentiles(cam.decode_ms),
                 "latency_received_ms": percentiles(cam.received_ms),
                 "latency_decoded_ms": percentiles(cam.decoded_ms),
