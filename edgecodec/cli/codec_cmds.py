@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
+import os
 import pathlib
 import sys
 import time
@@ -84,9 +86,146 @@ def _run_batch(label, inputs, outputs, work, as_json):
     return 1 if failed else 0
 
 
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
+                  ".mjpeg", ".mjpg", ".y4m", ".gif", ".3gp", ".ogv"}
+DEFAULT_FPS = 10.0
+
+
+def _open_video(path):
+    """cv2.VideoCapture without FFmpeg's own log lines: a failure is reported once, as our message."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read when FFmpeg first opens
+    import cv2
+
+    return cv2.VideoCapture(str(path))
+
+
+def is_video(path: pathlib.Path) -> bool:
+    """A clip to encode as a stream: a video suffix, or (not an image suffix) a file OpenCV opens as one."""
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return True
+    if suffix in IMAGE_SUFFIXES or suffix == ".ecr" or not path.is_file():
+        return False
+    import cv2
+
+    cap = _open_video(path)
+    try:
+        return cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 1
+    finally:
+        cap.release()
+
+
+def encode_clip(codec, source: pathlib.Path, output: pathlib.Path, quality: int, *, intra: bool = False,
+                key_interval_s: float = 2.0, fps: float | None = None, camera_id: str | None = None,
+                progress=None) -> dict:
+    """Encode every frame of a video clip in stream mode into a recording (``.ecr``); return a summary.
+
+    Timestamps start at 0 and follow the clip's frame rate (or ``fps``). The recording is written next to
+    ``output`` and renamed over it when complete, so a failed encode leaves no partial file.
+    """
+    import cv2
+
+    from edgecodec.recording import RecordingWriter
+    from edgecodec.recording.writer import DEFAULT_INDEX_EVERY
+    from edgecodec.temporal import StreamEncoder
+
+    quality = codec._check_quality(quality)
+    encoder = StreamEncoder(codec, key_interval_s=key_interval_s, intra=intra)  # checks the interval
+    cap = _open_video(source)
+    ok, frame = cap.read() if cap.isOpened() else (False, None)
+    if not ok:
+        cap.release()
+        raise EdgecodecError(f"cannot read video {source} (missing, or no decoder for it in OpenCV)")
+    rate = fps or cap.get(cv2.CAP_PROP_FPS)
+    if not rate or not math.isfinite(rate) or rate <= 0 or rate > 1000:
+        rate = DEFAULT_FPS
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            tmp.unlink()
+    except OSError as exc:
+        raise EdgecodecError(f"cannot write {output}: {exc.strerror}") from None
+    camera = camera_id or source.stem or "clip"
+    n = size = pixels = 0
+    started = time.perf_counter()
+    try:
+        with RecordingWriter(tmp, camera[:255], DEFAULT_INDEX_EVERY, created_us=0) as writer:
+            while ok:
+                if frame.ndim == 3 and frame.shape[2] == 3:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                elif frame.ndim == 3 and frame.shape[2] == 4:
+                    frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+                packet = encoder.encode(frame, quality, n, round(n * 1e6 / rate))
+                writer.append(packet)
+                n += 1
+                size += len(packet)
+                pixels += frame.shape[0] * frame.shape[1]
+                if progress:
+                    progress(n, max(total, n))
+                ok, frame = cap.read()
+        os.replace(tmp, output)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    finally:
+        cap.release()
+    seconds = time.perf_counter() - started
+    duration = n / rate
+    return {"input": str(source), "output": str(output), "frames": n, "key_frames": encoder.keys,
+            "delta_frames": encoder.deltas, "bytes": size, "file_bytes": output.stat().st_size,
+            "fps": round(rate, 3), "duration_s": round(duration, 3),
+            "kbit_s": round(size * 8 / 1000 / duration, 2), "bpp": round(size * 8 / pixels, 4),
+            "quality": quality, "mode": "intra" if intra else "stream", "encode_s": round(seconds, 3),
+            "encode_fps": round(n / seconds, 2) if seconds > 0 else 0.0}
+
+
+def cmd_encode_clips(args, codec, inputs) -> int:
+    outputs = _outputs(inputs, args.output, ".ecr")
+    results, failed = [], 0
+    for inp, outp in zip(inputs, outputs):
+        with Progress(0, f"encode {inp.name}", enabled=None if not (args.json or args.quiet) else False) as bar:
+            try:
+                row = encode_clip(codec, inp, outp, args.quality, intra=args.intra,
+                                  key_interval_s=args.key_interval, fps=args.fps,
+                                  progress=lambda done, total: bar.set(done, total))
+            except EdgecodecError as exc:
+                if len(inputs) == 1:
+                    raise
+                failed += 1
+                results.append({"input": str(inp), "error": str(exc)})
+                print(f"edgecodec encode: {inp}: {exc}", file=sys.stderr)
+                continue
+        results.append(row)
+        if not args.json:
+            print(f"{inp} -> {outp}: {row['frames']} frames ({row['key_frames']} key frames) at "
+                  f"{row['fps']:g} frames/s, {row['bytes']} bytes, {row['kbit_s']:.1f} kbit/s, "
+                  f"{row['bpp']:.3f} bpp, {row['encode_fps']:.1f} frames/s encoded")
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else {"files": results, "failed": failed}, indent=1))
+    return 1 if failed else 0
+
+
 def cmd_encode(args) -> int:
+    if args.key_interval is not None and not args.key_interval > 0:
+        print("edgecodec encode: error: --key-interval must be a positive number of seconds", file=sys.stderr)
+        return 2
+    if args.fps is not None and not args.fps > 0:
+        print("edgecodec encode: error: --fps must be positive", file=sys.stderr)
+        return 2
+    inputs = expand_inputs(args.inputs, IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+    clips = [p for p in inputs if is_video(p)]
+    if clips and len(clips) != len(inputs):
+        print("edgecodec encode: error: give either images or video clips, not both", file=sys.stderr)
+        return 2
     codec = _codec(args)
-    inputs = expand_inputs(args.inputs, IMAGE_SUFFIXES)
+    if clips:
+        args.key_interval = args.key_interval or 2.0
+        return cmd_encode_clips(args, codec, clips)
     outputs = _outputs(inputs, args.output, ".ecc")
 
     def work(inp, outp):
@@ -181,13 +320,21 @@ def cmd_eval(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("encode", help="compress images into .ecc files",
-                       description="Compress images (PNG, JPEG, ...; gray, RGB or RGBA) into .ecc files.")
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p = sub.add_parser("encode", help="compress images into .ecc files, video clips into .ecr recordings",
+                       description="Compress images (PNG, JPEG, ...; gray, RGB or RGBA) into .ecc files, or "
+                                   "every frame of a video clip OpenCV reads (.mp4, .avi, ...) into a recording "
+                                   "(.ecr) in stream mode: key frames every --key-interval seconds of the clip, "
+                                   "delta frames between them. `edgecodec export` turns a recording back into "
+                                   "PNG frames or a video.")
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns; or video clips")
     p.add_argument("-o", "--output", help="output file (one input) or folder (several)")
     p.add_argument("-q", "--quality", type=int, default=4, help="quality index, 0 = fewest bits (default 4)")
     p.add_argument("--json", action="store_true", help="print a JSON report")
     p.add_argument("--quiet", action="store_true", help="no per-file lines")
+    p.add_argument("--intra", action="store_true", help="video: every frame a key frame (a still), no delta frames")
+    p.add_argument("--key-interval", type=float, metavar="SECONDS",
+                   help="video: seconds of the clip between key frames (default 2)")
+    p.add_argument("--fps", type=float, help="video: frame rate for the timestamps (default: the clip's)")
     _model_args(p)
     _analysis_arg(p)
     p.set_defaults(func=cmd_encode)
