@@ -61,3 +61,62 @@ def test_fixed_quality_ignores_sizes():
     fq = FixedQuality(5)
     fq.observe(5, 10**9, 0.0)
     assert fq.choose(1.0) == 5
+
+
+def simulate_stream(target_kbps, fps, seconds, key_size, delta_share=0.15, key_interval=2.0):
+    """The controller driving a stream encoder: a key frame every ``key_interval`` s and whenever the
+    quality changes (as StreamEncoder does), delta frames of ``delta_share`` of a key frame between.
+    Returns (kbit/s, [(quality, key, due)] per coded frame, controller)."""
+    rc = RateController(target_kbps, QUALITIES, fps, key_interval_s=key_interval)
+    total, coded, last_key, last_q = 0, [], None, None
+    for i in range(int(fps * seconds)):
+        t = i / fps
+        due = last_key is None or t - last_key >= key_interval
+        q = rc.choose(t, key=due)
+        if q is None:
+            continue
+        key = due or q != last_q
+        size = int(key_size(q, t) * (1 if key else delta_share))
+        rc.observe_frame(q, size, t, key)
+        total += size
+        coded.append((q, key, due))
+        last_q = q
+        if key:
+            last_key = t
+    return total * 8 / 1000 / seconds, coded, rc
+
+
+@pytest.mark.parametrize("target", [300, 600, 1_500])
+def test_rate_control_changes_quality_only_at_key_frames_in_stream_mode(target):
+    kbps, coded, rc = simulate_stream(target, 10, 120, sizes())
+    changes = [(i, due) for i, ((p, _, _), (q, _, due)) in enumerate(zip(coded, coded[1:])) if q != p]
+    assert changes, "the controller never settled on a quality"
+    # At key frames the encoder makes anyway; the one exception allowed: the second frame, when the start
+    # quality's delta frames turn out far over a low budget before any was measured.
+    assert all(due for i, due in changes if i > 0) and rc.forced_changes <= 1
+    assert kbps <= target * 1.05
+    assert kbps >= target * 0.6  # key frames cost a group's worth; most of the budget is still used
+    deltas = sum(1 for _, key, _ in coded if not key)
+    assert deltas >= len(coded) * 0.8  # quality changes did not turn the stream into key frames
+
+
+def test_rate_control_lowers_quality_before_the_next_key_frame_only_when_delta_frames_overrun_the_budget():
+    def scene(q, t):  # after 60 s everything moves: delta frames cost as much as key frames
+        return sizes()(q, t)
+
+    rc = RateController(1_500, QUALITIES, 10, key_interval_s=10.0)
+    t, last_q, forced = 0.0, None, []
+    for i in range(1200):
+        t = i / 10
+        due = i % 100 == 0
+        q = rc.choose(t, key=due)
+        if q is None:
+            continue
+        key = due or q != last_q
+        if not due and last_q is not None and q != last_q:
+            forced.append((t, last_q, q))
+        share = 0.1 if t < 60 else 1.0
+        rc.observe_frame(q, int(scene(q, t) * (1 if key else share)), t, key)
+        last_q = q
+    assert forced and all(t >= 60 and new < old for t, old, new in forced)  # only in the busy part, down
+    assert len(forced) <= 3

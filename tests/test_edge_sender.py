@@ -223,3 +223,57 @@ def test_a_small_spool_drops_the_oldest_outage_frames_and_delivers_the_rest_in_o
     stage.join(5)
     first = server.stored[0]
     assert first > 0 and server.stored == list(range(first, 40)) and spool.dropped == first
+
+
+def stream_item(seq: int, key: bool) -> Encoded:
+    from tests.test_edge_spool import delta_packet
+
+    return Encoded(seq, 0, 1, frame_packet(seq, size=300) if key else delta_packet(seq, size=300), key)
+
+
+def test_spool_overflow_leads_to_a_key_frame_and_no_delta_frame_is_sent_without_its_reference(tmp_path):
+    server = FakeServer()
+    server.up = False
+    requests: list[str] = []
+    inbox: queue.Queue = queue.Queue(maxsize=4)
+    spool = Spool(tmp_path / "spool", max_bytes=6_000).open()
+    stage = SendStage(inbox, lambda: FakeLink(server), spool, request_key=requests.append,
+                      policy=SendPolicy(retry_min=0.01, retry_max=0.05))
+    stage.start()
+    for seq in range(40):  # the encoder's stream: a key frame, then delta frames (each on the one before)
+        inbox.put(stream_item(seq, seq == 0), timeout=5)
+    wait_until(lambda: stage.spooled == 40, 10)
+    assert requests and spool.dropped > 0  # the spool overflowed: the encoder is asked for a key frame
+    for seq in range(40, 45):  # delta frames already encoded before the request came through
+        inbox.put(stream_item(seq, False), timeout=5)
+    inbox.put(stream_item(45, True), timeout=5)  # the key frame asked for
+    for seq in range(46, 50):
+        inbox.put(stream_item(seq, False), timeout=5)
+    server.up = True
+    wait_until(lambda: server.stored and server.stored[-1] == 49, 10)
+    stage.stop()
+    stage.join(5)
+    assert server.stored == list(range(45, 50))  # nothing whose chain back to a key frame was broken
+    assert server.dropped == 45  # and the server is told how many frames it will never see
+
+
+def test_reconnecting_asks_the_encoder_for_a_key_frame(tmp_path):
+    server = FakeServer()
+    requests: list[str] = []
+    inbox: queue.Queue = queue.Queue(maxsize=4)
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20).open()
+    stage = SendStage(inbox, lambda: FakeLink(server), spool, request_key=requests.append,
+                      policy=SendPolicy(retry_min=0.01, retry_max=0.05))
+    stage.start()
+    feed(inbox, range(5))
+    wait_until(lambda: server.stored[-5:] == list(range(5)), 10)
+    assert requests == []  # the first connection: the stream starts with a key frame anyway
+    spooled = stage.spooled
+    server.up = False
+    feed(inbox, range(5, 8))
+    wait_until(lambda: stage.spooled > spooled, 10)
+    server.up = True
+    wait_until(lambda: server.stored and server.stored[-1] == 7, 10)
+    stage.stop()
+    stage.join(5)
+    assert requests == ["reconnected"]

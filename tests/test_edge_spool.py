@@ -83,3 +83,40 @@ def test_sequences_must_increase(tmp_path):
     fill(spool, [5])
     with pytest.raises(EdgecodecError, match="does not follow"):
         spool.append(5, frame_packet(5))
+
+
+def delta_packet(sequence: int, size: int = 500, reference: int = 1) -> bytes:
+    from edgecodec import bitstream
+    from edgecodec.bitstream import Header, Kind
+    from tests.stream_support import MODEL_ID
+
+    header = Header(kind=Kind.DELTA, model_id=MODEL_ID, width=64, height=48, channels=3, quality=1,
+                    sequence=sequence, timestamp_us=1, reference=reference)
+    return bitstream.pack(header, [bytes(size)])
+
+
+def fill_stream(spool, sequences, key_every=10, size=500):
+    for seq in sequences:
+        spool.append(seq, frame_packet(seq, size=size) if seq % key_every == 0 else delta_packet(seq, size))
+
+
+def test_a_full_spool_drops_the_delta_frames_whose_key_frame_it_dropped(tmp_path):
+    spool = Spool(tmp_path, max_bytes=20_000, segment_bytes=4_000).open()
+    fill_stream(spool, range(100))  # key frames at 0, 10, 20, ...
+    held = [seq for seq, _ in spool.frames()]
+    assert held == list(range(held[0], 100)) and held[0] % 10 == 0  # starts with a key frame
+    assert spool.dropped == held[0] and not spool.broken
+    again = Spool(tmp_path, max_bytes=20_000, segment_bytes=4_000).open()  # and so after a restart
+    assert [seq for seq, _ in again.frames()][0] == held[0]
+
+
+def test_a_spool_that_dropped_every_key_frame_refuses_delta_frames_until_the_next_key_frame(tmp_path):
+    spool = Spool(tmp_path, max_bytes=6_000, segment_bytes=2_000).open()
+    fill_stream(spool, range(40), key_every=1000)  # one key frame, then only delta frames
+    assert spool.broken and len(spool) == 0  # whatever is left could not be decoded
+    dropped = spool.dropped
+    assert spool.append(40, delta_packet(40)) == 1 and len(spool) == 0 and spool.dropped == dropped + 1
+    assert not spool.admit(False)
+    spool.append(41, frame_packet(41, size=500))
+    spool.append(42, delta_packet(42))
+    assert [seq for seq, _ in spool.frames()] == [41, 42] and not spool.broken
