@@ -10,8 +10,8 @@ def register(sub) -> None:
         "repair", help="check recordings and remove torn or damaged records",
         description="Verify every record of .ecr recordings (length and CRC). A torn last record, as a "
                     "killed server leaves, is cut off; damaged records elsewhere are removed by rewriting "
-                    "the file. Intact frames are kept, except delta frames whose reference was lost to the damage (they "
-                    "could never be decoded; each is listed). Exit codes: 0 all files intact or repaired, "
+                    "the file. Intact frames are kept, except delta frames whose reference was lost to the "
+                    "damage (they could never be decoded; each is listed). Exit codes: 0 all files intact or repaired, "
                     "1 a file could not be read or repaired, 2 usage.")
     p.add_argument("recordings", nargs="+", metavar="RECORDING", help=".ecr files, folders or glob patterns")
     p.add_argument("-n", "--dry-run", action="store_true", help="report only; change nothing")
