@@ -100,6 +100,8 @@ def device(args) -> None:
         cmd += ["--batch", str(args.batch)]
     if args.init:
         cmd += ["--init", args.init]
+    if args.compile != "none":
+        cmd += ["--compile", args.compile]
     t0 = time.time()
     with open(out / "train_stdout.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -165,6 +167,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, help="default: train_torch.py's for CUDA")
     p.add_argument("--log-every", type=int, default=500)
     p.add_argument("--init", help="weights to start from instead of the committed ones")
+    p.add_argument("--compile", choices=("none", "default", "reduce-overhead"), default="none",
+                   help="train_torch.py --compile (untried on the GPU so far: compare its steps/s)")
     p.add_argument("--out", default="out/gpu", help="where to write without $OUT (a CPU rehearsal)")
     p.set_defaults(func=device)
     p = sub.add_parser("collect", help="join the returned parts into a run folder")

@@ -119,6 +119,9 @@ def main(argv=None):
     ap.add_argument("--save-every", type=float, default=300, help="seconds between checkpoints")
     ap.add_argument("--log-every", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads")
+    ap.add_argument("--compile", choices=("none", "default", "reduce-overhead"), default="none",
+                    help="torch.compile the training step's model (falls back to eager if compiling fails); "
+                         "reduce-overhead also captures CUDA graphs, which pays where kernel launches dominate")
     args = ap.parse_args(argv)
     if not args.data and not args.pack:
         ap.error("give image folders or --pack")
@@ -176,6 +179,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
     model.train()
+    forward = model if args.compile == "none" else torch.compile(model, mode=args.compile)
     t_start = t_save = t_log = time.time()
     records, skipped, start_step = [], 0, step
     with open(run / "train.log", "a") as log:
@@ -184,7 +188,15 @@ def main(argv=None):
                 group["lr"] = learning_rate(step, schedule)
             x = sample().float() / 255.0
             quality = torch.randint(n_q, (batch,), generator=gen).to(device)
-            loss, bpp, mse = rd_loss(model, x, quality, lambdas)
+            try:
+                loss, bpp, mse = rd_loss(forward, x, quality, lambdas)
+            except Exception as exc:  # noqa: BLE001 - a compiler failure of any kind: train eagerly instead
+                if forward is model:
+                    raise
+                print(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                      "training eagerly", flush=True)
+                forward = model
+                loss, bpp, mse = rd_loss(forward, x, quality, lambdas)
             opt.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 skipped += 1
