@@ -213,8 +213,8 @@ class StreamDecoder:
         """(header, integer latents) of the next packet, updating the stream state: the cheap part of a
         decode, for a viewer that synthesizes only the frames it shows (``Codec.synthesize``)."""
         codec = self.codec
-        header, streams = bitstream.unpack(packet, expect_model_id=codec.model_id)
         try:
+            header, streams = bitstream.unpack(packet, expect_model_id=codec.model_id)
             if header.kind != Kind.DELTA:
                 y, z = codec.unpack_latents(header, streams)
                 self._ref = Reference(header.sequence, header.quality, header.width, header.height,

@@ -159,6 +159,9 @@ def test_a_corrupted_packet_is_refused_and_its_successors_wait_for_a_key_frame(c
     received = two_groups[:2] + [bytes(bad)] + two_groups[3:]
     assert feed(StreamDecoder(codec), received) == [0, 1, BitstreamError] + [MissingReferenceError] * 3 + \
         [6, 7, 8, 9]
+    dec = StreamDecoder(codec)
+    feed(dec, two_groups[:2] + [bytes(bad)])
+    assert dec.waiting  # a CRC failure forgets the stream like every other failure
 
 
 def test_a_delta_with_a_valid_crc_but_another_quality_is_refused(codec, two_groups):
