@@ -15,6 +15,10 @@ METRICS = (
     ("edgecodec_camera_connected", "gauge", "1 while the camera is connected.", "connected"),
     ("edgecodec_camera_viewers", "gauge", "Live viewers of the camera.", "viewers"),
     ("edgecodec_camera_decoded_frames_total", "counter", "Frames decoded for live viewers.", "decoded"),
+    ("edgecodec_camera_frames_waiting_for_key_total", "counter",
+     "Delta frames passed over for live viewers while waiting for a key frame.", "waiting_for_key_frame"),
+    ("edgecodec_camera_key_frame_waits_total", "counter",
+     "Times the live view joined or lost its place and had to wait for a key frame.", "key_frame_waits"),
 )
 
 

@@ -51,6 +51,7 @@ def camera_rows(hub, decoder: LiveDecoder, now: Optional[float] = None) -> list[
             "age_s": round(now - st.last_seen, 1) if st.last_seen else None, "dropped": st.dropped,
             "connected": st.connected, "width": st.width, "height": st.height,
             "viewers": decoder.viewers(st.camera_id), "decoded": decoder.decoded[st.camera_id],
+            "waiting_for_key_frame": decoder.waiting[st.camera_id], "key_frame_waits": decoder.key_waits[st.camera_id],
         })
     return rows
 
