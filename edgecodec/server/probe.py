@@ -18,19 +18,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgecodec.bitstream import Header
+from edgecodec.evaluate import psnr
 from edgecodec.server.follow import StreamFollower
 from edgecodec.server.hub import FrameHub
 
 log = logging.getLogger(__name__)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two uint8 images; OpenCV's norm does it in one pass, without float copies of both (the
-    probe shares the CPU with what it measures)."""
-    import cv2
-
-    mse = cv2.norm(a, b, cv2.NORM_L2SQR) / a.size
-    return 99.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def percentiles(values: list[float]) -> dict:
