@@ -255,10 +255,11 @@ class CuttableProxy:
 class Mosquitto:
     """A private mosquitto broker on a free loopback port."""
 
-    def __init__(self, folder: pathlib.Path):
+    def __init__(self, folder: pathlib.Path, anonymous: bool = True):
         self.port = free_port()
         conf = folder / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous {str(anonymous).lower()}\n"
+                        "persistence false\n")
         self.proc = subprocess.Popen([mosquitto_path(), "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=open(folder / "mosquitto.log", "ab"))
 

@@ -9,7 +9,7 @@ import pytest
 from edgecodec.edge.encoder import Encoded
 from edgecodec.edge.sender import SendPolicy, SendStage
 from edgecodec.edge.spool import Spool
-from edgecodec.transport import Link, LinkError
+from edgecodec.transport import AuthRefused, Link, LinkError
 from tests.stream_support import frame_packet, link_config, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,6 +25,8 @@ class FakeServer:
         self.received: list[int] = []
         self.dropped = 0
         self.lock = threading.Lock()
+        self.attempts = 0  # connection attempts
+        self.script: list[str] = []  # outcomes of the next attempts: "refuse", "down" or "ok"
 
     def last(self):
         return self.stored[-1] if self.stored else None
@@ -38,7 +40,11 @@ class FakeLink(Link):
         self.acked = None
 
     def connect(self):
-        if not self.server.up:
+        self.server.attempts += 1
+        outcome = self.server.script.pop(0) if self.server.script else "ok"
+        if outcome == "refuse":
+            raise AuthRefused("server fake:1 refused camera 'cam1': wrong secret or unknown camera id")
+        if not self.server.up or outcome == "down":
             raise LinkError("connection refused")
         self.open = True
         return self.server.last()
@@ -277,3 +283,49 @@ def test_reconnecting_asks_the_encoder_for_a_key_frame(tmp_path):
     stage.stop()
     stage.join(5)
     assert requests == ["reconnected"]
+
+
+def test_refused_credentials_end_the_stage_after_auth_retries_and_keep_the_frames(tmp_path):
+    server = FakeServer()
+    server.script = ["refuse"] * 100
+    stage, inbox, spool = make_stage(tmp_path, server, auth_retries=3)
+    feed(inbox, range(4))
+    stage.start()
+    assert stage.finished.wait(10), "the stage kept retrying refused credentials"
+    assert isinstance(stage.error, AuthRefused)
+    assert "wrong secret or unknown camera id" in str(stage.error) and "gave up after 3" in str(stage.error)
+    assert server.attempts == 3
+    assert server.stored == []
+    kept = Spool(tmp_path / "spool", max_bytes=1 << 20).open()  # what the next run will send
+    assert [seq for seq, _ in kept.frames()] == [0, 1, 2, 3]
+
+
+def test_an_unreachable_server_is_retried_for_ever_not_counted_as_a_refusal(tmp_path):
+    server = FakeServer()
+    server.up = False
+    stage, inbox, spool = make_stage(tmp_path, server, auth_retries=1)
+    stage.start()
+    feed(inbox, range(3))
+    wait_until(lambda: server.attempts >= 10, 10, what="ten connection attempts")
+    assert not stage.finished.is_set() and stage.error is None
+    server.up = True
+    wait_until(lambda: server.stored == [0, 1, 2], 10, what="delivery after the outage")
+    stage.stop()
+    stage.join(5)
+
+
+def test_only_refusals_in_a_row_count_a_successful_connection_starts_over(tmp_path):
+    server = FakeServer()
+    server.script = ["refuse", "refuse", "down", "ok"]  # an outage between refusals does not reset
+    stage, inbox, spool = make_stage(tmp_path, server, auth_retries=3)
+    stage.start()
+    wait_until(lambda: stage.connected, 10, what="the connection after two refusals")
+    server.up = False  # the link breaks; the next attempts are refused twice, then accepted
+    feed(inbox, range(2))
+    wait_until(lambda: not stage.connected, 10, what="the link to break")
+    server.script = ["refuse", "refuse", "ok"]
+    server.up = True
+    wait_until(lambda: server.stored == [0, 1], 10, what="delivery after two more refusals")
+    assert stage.error is None and stage.connects == 2
+    stage.stop()
+    stage.join(5)

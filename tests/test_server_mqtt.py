@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from edgecodec.transport import LinkError, open_link
+from edgecodec.transport import AuthRefused, LinkError, open_link
 from tests.stream_support import (Mosquitto, ServerThread, frame_packet, link_config,
                                   mosquitto_path, wait_until)
 
@@ -133,6 +133,15 @@ def test_an_unreachable_broker_is_a_link_error(tmp_path):
     with pytest.raises(LinkError, match="cannot reach MQTT broker"):
         link.connect()
     assert time.monotonic() - start < 5
+
+
+def test_a_broker_that_refuses_the_credentials_is_an_auth_refusal_not_an_outage(tmp_path):
+    strict = Mosquitto(tmp_path, anonymous=False)  # no user in the URL: "Not authorized"
+    try:
+        with pytest.raises(AuthRefused, match="refused the credentials in the server URL"):
+            open_link(link_config(strict.url)).connect()
+    finally:
+        strict.close()
 
 
 def test_losing_the_broker_breaks_the_link_so_the_edge_spools(tmp_path, broker):

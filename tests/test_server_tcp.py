@@ -9,7 +9,7 @@ import time
 import pytest
 
 from edgecodec.server.ingest import ServerLimits
-from edgecodec.transport import LinkError, auth, open_link, wire
+from edgecodec.transport import AuthRefused, LinkError, auth, open_link, wire
 from tests.stream_support import (SECRET, ServerThread, frame_packet, link_config, wait_until)
 
 pytestmark = pytest.mark.timeout(60)
@@ -65,7 +65,8 @@ def test_wrong_secret_is_refused_and_logged(tmp_path, caplog):
     caplog.set_level(logging.WARNING, "edgecodec")
     with ServerThread(tmp_path) as server:
         link = open_link(link_config(server.url, secret="not-the-right-secret-at-all"))
-        with pytest.raises(LinkError, match="authentication failed"):
+        # A refusal the edge can tell from an outage: it gives up on it after a few attempts.
+        with pytest.raises(AuthRefused, match="refused camera 'cam1': wrong secret or unknown camera id"):
             link.connect()
         assert server.ingest.counters["cam1"].auth_failures == 1
     assert "refused camera 'cam1'" in caplog.text and "wrong secret" in caplog.text
@@ -74,9 +75,17 @@ def test_wrong_secret_is_refused_and_logged(tmp_path, caplog):
 def test_unknown_camera_is_refused_like_a_wrong_secret(tmp_path, caplog):
     caplog.set_level(logging.WARNING, "edgecodec")
     with ServerThread(tmp_path) as server:
-        with pytest.raises(LinkError, match="authentication failed"):
+        with pytest.raises(AuthRefused, match="refused camera 'intruder': wrong secret or unknown camera id"):
             open_link(link_config(server.url, camera_id="intruder")).connect()
     assert "unknown camera" in caplog.text
+
+
+def test_a_server_that_is_down_is_an_outage_not_a_refusal(tmp_path):
+    from tests.stream_support import free_port
+
+    with pytest.raises(LinkError) as caught:
+        open_link(link_config(f"tcp://127.0.0.1:{free_port()}")).connect()
+    assert not isinstance(caught.value, AuthRefused) and "cannot connect" in str(caught.value)
 
 
 def test_edge_refuses_a_server_that_does_not_know_its_secret(tmp_path):
@@ -254,6 +263,6 @@ def test_tls_link_refuses_a_server_whose_certificate_does_not_match_the_pin(tmp_
     cert, key = certificate
     with ServerThread(tmp_path, tls_cert=cert, tls_key=key) as server:
         url = f"tls://127.0.0.1:{server.port}"
-        with pytest.raises(LinkError, match="does not match the pinned"):
+        with pytest.raises(AuthRefused, match="does not match the pinned"):
             open_link(link_config(url, tls_pin="sha256:" + "00" * 32)).connect()
         assert server.received == []

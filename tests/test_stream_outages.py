@@ -121,22 +121,27 @@ def test_frames_spooled_before_a_restart_of_the_edge_are_delivered_by_the_next_r
     assert len(seqs) == first["encoded"] + second["encoded"]
 
 
-def test_wrong_secret_is_refused_and_frames_wait_in_the_spool(tmp_path):
+def test_wrong_secret_makes_the_edge_exit_with_an_error_and_keep_its_frames(tmp_path):
     port = free_port()
     (tmp_path / "secrets.toml").write_text('[cameras]\ncam1 = "a-different-secret-0123"\n')
     server = start_server_process(tmp_path, port)
-    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}")
+    edge = start_edge_process(tmp_path, f"tcp://127.0.0.1:{port}", "--auth-retries", 2)
     try:
-        time.sleep(3)
-        assert stop_process(edge) == 0
+        code = edge.wait(60)  # gives up on its own, a non-zero exit for systemd to show
     finally:
         stop_process(edge)
         stop_process(server)
+    assert code == 1
     assert logged_sequences(tmp_path) == []
     assert "wrong secret" in (tmp_path / "server.log").read_text()
-    assert "authentication failed" in (tmp_path / "edge.log").read_text()
-    f = edge_figures(tmp_path)
-    assert f["spool_frames"] == f["encoded"] > 0
+    last = (tmp_path / "edge.log").read_text().strip().splitlines()[-1]
+    assert last.startswith("edgecodec edge: error: server 127.0.0.1:")
+    assert "refused camera 'cam1': wrong secret or unknown camera id" in last
+    assert "gave up after 2 refusals in a row" in last
+    assert "Traceback" not in (tmp_path / "edge.log").read_text()
+    from edgecodec.edge.spool import Spool
+
+    assert len(Spool(tmp_path / "edge-state" / "spool", 1 << 20).open()) > 0  # for the next run
 
 
 def test_frames_spooled_by_an_edge_that_was_killed_are_delivered_by_the_next_run(tmp_path):

@@ -150,6 +150,9 @@ class ConnectionConfig:
                                  between(0.1, 120), "S")
     retry_max: float = opt(10.0, "--retry-max", "longest wait between reconnection attempts (s)",
                            between(0.1, 3600), "S")
+    auth_retries: int = opt(3, "--auth-retries", "exit with an error once the server refuses this "
+                            "camera's secret or id (or fails its own proof) this many times in a row; "
+                            "an unreachable server is retried for ever", between(1, 1000), "N")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,7 +96,8 @@ class EdgePipeline:
                 outbox, lambda: transport.open_link(link_config), self.spool,
                 lost_total=lambda: self.capture.dropped + self.encoder.skipped,
                 policy=SendPolicy(ack_timeout=cfg.link.ack_timeout, retry_max=cfg.link.retry_max,
-                                  drain_timeout=cfg.service.drain_timeout),
+                                  drain_timeout=cfg.service.drain_timeout,
+                                  auth_retries=cfg.link.auth_retries),
                 request_key=self.encoder.request_key)
         self._slot = slot
         self.started_at = time.monotonic()

@@ -15,6 +15,11 @@ Stream mode: a delta frame only decodes after the frames before it, so none is s
 the spool had to drop frames, until the next key frame (``Spool.admit``); the sender then asks the
 encoder for a key frame (``request_key``) at once, and after every reconnection too, so a server that
 lost state (or a viewer that joined while the link was down) has a picture to start from.
+
+An outage is retried for ever, but a refusal of the camera's credentials (``AuthRefused``: a wrong
+secret, an unknown camera id, a server that fails its own proof) does not fix itself: after
+``auth_retries`` of them in a row the stage ends with that error, which the service turns into a
+non-zero exit, keeping the frames it has in the spool.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from typing import Callable, Optional
 from edgecodec.edge.encoder import Encoded
 from edgecodec.edge.spool import Spool
 from edgecodec.edge.stage import Stage
-from edgecodec.transport import Link, LinkError
+from edgecodec.transport import AuthRefused, Link, LinkError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,7 @@ class SendPolicy:
     retry_min: float = 0.25
     retry_max: float = 10.0
     drain_timeout: float = 3.0
+    auth_retries: int = 3  # credentials refused this many times in a row: give up
 
 
 class _Attempt:
@@ -109,6 +115,7 @@ class SendStage(Stage):
         self._reported_lost = 0
         self._down_since: Optional[float] = time.monotonic()
         self._warned_down = False
+        self._auth_refusals = 0  # in a row, since the last successful connection
         # Figures, read by the pipeline's status.
         self.sent = 0
         self.acked = 0
@@ -238,7 +245,14 @@ class SendStage(Stage):
     # --- connection changes ----------------------------------------------------------------------
 
     def _connect_failed(self, exc: LinkError) -> None:
-        if not self._warned_down:
+        if isinstance(exc, AuthRefused):
+            self._auth_refusals += 1
+            limit = self.policy.auth_retries
+            if self._auth_refusals >= limit:
+                raise AuthRefused(f"{exc}; gave up after {limit} refusal{'s' if limit != 1 else ''} "
+                                  f"in a row (frames kept in the spool)")
+            log.error("%s; retrying (%d of %d)", exc, self._auth_refusals, limit)
+        elif not self._warned_down:
             log.warning("server unreachable (%s); spooling, retrying", exc)
             self._warned_down = True
         else:
@@ -250,6 +264,7 @@ class SendStage(Stage):
         self.link = attempt.link
         self.connects += 1
         self._warned_down = False
+        self._auth_refusals = 0
         self._backoff = self.policy.retry_min
         self._last_send = self._last_progress = time.monotonic()
         self.last_ack = None

@@ -11,6 +11,7 @@ from edgecodec.edge.config import EdgeConfig
 from edgecodec.edge.pipeline import EdgePipeline
 from edgecodec.edge.sdnotify import Notifier
 from edgecodec.errors import EdgecodecError
+from edgecodec.transport import AuthRefused
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ def run(config: EdgeConfig, stop: threading.Event, duration: Optional[float] = N
     figures = pipeline.figures()
     log.info("stopped: %s", status_line(figures))
     failure = pipeline.failure()
+    if isinstance(failure, AuthRefused):  # says all there is to say: wrong secret or camera id
+        raise failure
     if failure is not None:
         raise EdgecodecError(f"pipeline stage failed: {failure}")
     return figures

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Optional
 
+from edgecodec.errors import EdgecodecError
+
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +55,8 @@ class Stage:
             self.run()
         except Exception as exc:  # the pipeline reports it; the service exits non-zero
             self.error = exc
-            log.error("%s stage failed: %s", self.name, exc, exc_info=not isinstance(exc, OSError))
+            expected = isinstance(exc, (OSError, EdgecodecError))  # explained by its message alone
+            log.error("%s stage failed: %s", self.name, exc, exc_info=not expected)
         finally:
             self.finished.set()
 

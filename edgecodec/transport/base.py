@@ -22,6 +22,11 @@ class LinkError(EdgecodecError):
     """The link is down or was refused; the sender reconnects later and spools meanwhile."""
 
 
+class AuthRefused(LinkError):
+    """The server (or the MQTT broker) refused this camera's credentials, or the server failed to prove
+    its own: retrying will not fix it, so the sender gives up after a few attempts (``auth_retries``)."""
+
+
 @dataclass(frozen=True)
 class LinkConfig:
     """Where and as whom to connect; shared by all transports."""

@@ -24,11 +24,13 @@ from typing import Optional
 from edgecodec import bitstream
 from edgecodec.errors import BitstreamError, ConfigError
 from edgecodec.transport import auth, wire
-from edgecodec.transport.base import Link, LinkConfig, LinkError, parse_url
+from edgecodec.transport.base import AuthRefused, Link, LinkConfig, LinkError, parse_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "edgecodec"
+# CONNACK refusals that mean the broker rejects our credentials (paho's names, MQTT 3.1.1 and 5).
+AUTH_REFUSALS = {"Bad user name or password", "Not authorized", "Bad authentication method"}
 TAG_SIZE = 32
 _ACK = struct.Struct("<8sQ")
 _FOLLOWS = struct.Struct("<Q")
@@ -122,7 +124,7 @@ class MqttLink(Link):
         self.host, self.port, self.tls, self.user, self.password, self.prefix = broker(config.url)
         self._client = None
         self._cond = threading.Condition()
-        self._state = "idle"  # idle -> connecting -> subscribed | failed, down
+        self._state = "idle"  # idle -> connecting -> subscribed | failed | refused, down
         self._why = ""
         self._acked: Optional[int] = None
         self._follows: Optional[int] = None  # last frame sent on this broker connection
@@ -154,26 +156,30 @@ class MqttLink(Link):
             state, why = self._state, self._why
         if state != "subscribed":
             self.close()
-            raise LinkError(f"MQTT broker {self.host}:{self.port}: {why or 'timed out'}")
+            error = AuthRefused if state == "refused" else LinkError
+            raise error(f"MQTT broker {self.host}:{self.port}: {why or 'timed out'}")
         client.publish(self._topic("status"), b"online", qos=1, retain=True)
         return None  # the broker cannot tell what the server stored; duplicates are dropped there
 
     def _set(self, state: str, why: str = "") -> None:
         with self._cond:
-            if self._state in ("failed", "down") and state != "idle":
+            if self._state in ("failed", "refused", "down") and state != "idle":
                 return
             self._state, self._why = state, why or self._why
             self._cond.notify_all()
 
     def _on_connect(self, client, userdata, flags, reason, properties=None) -> None:
         if reason.is_failure:
-            self._set("failed", f"connection refused: {reason}")
+            if getattr(reason, "getName", lambda: str(reason))() in AUTH_REFUSALS:
+                self._set("refused", f"refused the credentials in the server URL ({reason})")
+            else:
+                self._set("failed", f"connection refused: {reason}")
             return
         if self.tls and self.config.tls_pin:
             try:
                 auth.check_pin(client.socket(), self.config.tls_pin)
             except auth.AuthError as exc:
-                self._set("failed", str(exc))
+                self._set("refused", str(exc))
                 client.disconnect()
                 return
         client.subscribe(self._topic("ack"), qos=1)

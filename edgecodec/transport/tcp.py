@@ -9,7 +9,7 @@ import ssl
 from typing import Optional
 
 from edgecodec.transport import auth, wire
-from edgecodec.transport.base import DEFAULT_PORT, Link, LinkConfig, LinkError, parse_url
+from edgecodec.transport.base import DEFAULT_PORT, AuthRefused, Link, LinkConfig, LinkError, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,10 @@ class TcpLink(Link):
             last = self._handshake()
             sock.settimeout(cfg.io_timeout)
             return last
-        except (OSError, ssl.SSLError, wire.ProtocolError, auth.AuthError) as exc:
+        except auth.AuthError as exc:  # a certificate that fails its pin, a server without our secret
+            self.close()
+            raise AuthRefused(f"server {self.host}:{self.port} failed authentication: {exc}") from None
+        except (OSError, ssl.SSLError, wire.ProtocolError) as exc:
             self.close()
             raise LinkError(f"handshake with {self.host}:{self.port} failed: {exc}") from None
         except LinkError:
@@ -77,7 +80,14 @@ class TcpLink(Link):
         while True:
             for msg in self._read(self.config.connect_timeout, block=True):
                 if isinstance(msg, wire.Control) and msg.type == wire.MsgType.ERROR:
-                    raise LinkError("server refused: " + wire.parse_error(msg.payload)[1])
+                    code, text = wire.parse_error(msg.payload)
+                    if code == wire.ErrorCode.AUTH:
+                        # The server does not say which of the two, so as not to reveal which ids exist;
+                        # its log does.
+                        raise AuthRefused(f"server {self.host}:{self.port} refused camera "
+                                          f"{self.config.camera_id!r}: wrong secret or unknown camera id "
+                                          f"({text})")
+                    raise LinkError("server refused: " + text)
                 if isinstance(msg, wire.Control) and msg.type == kind:
                     return msg.payload
                 raise wire.ProtocolError(f"expected {kind.name} during the handshake, got {msg}")
