@@ -28,3 +28,8 @@ class ModelError(EdgecodecError):
 
 class ConfigError(EdgecodecError):
     """A configuration file or option is invalid."""
+
+
+def not_utf8(path, exc: UnicodeDecodeError) -> ConfigError:
+    """The one-line error for a text file (configuration, secrets) that is not UTF-8."""
+    return ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")

@@ -16,7 +16,7 @@ import sys
 import urllib.parse
 from typing import Any, Callable, Optional
 
-from edgecodec.errors import ConfigError, EdgecodecError
+from edgecodec.errors import ConfigError, EdgecodecError, not_utf8
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -250,6 +250,8 @@ def read_file(path: str) -> tuple[dict, list[str]]:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
     values: dict[str, dict] = {}
     errors = []
     for section, table in doc.items():

@@ -48,6 +48,8 @@ class EdgePipeline:
 
     def start(self) -> None:
         cfg = self.config
+        network = edge_config.network_enabled(cfg)
+        secret = edge_config.secret(cfg) if network else b""  # a bad secret file fails before the model loads
         codec = self.codec
         if codec is None:
             from edgecodec.edge.encoder import load_codec
@@ -64,8 +66,6 @@ class EdgePipeline:
         else:
             raise ConfigError(f"[encode] quality = {cfg.encode.quality}: this model has qualities "
                               f"{codec.qualities[0]}..{codec.qualities[-1]}")
-        network = edge_config.network_enabled(cfg)
-        secret = edge_config.secret(cfg) if network else b""
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -15,7 +15,7 @@ import ssl
 import sys
 from typing import Optional
 
-from edgecodec.errors import ConfigError, EdgecodecError
+from edgecodec.errors import ConfigError, EdgecodecError, not_utf8
 from edgecodec.transport import wire
 
 if sys.version_info >= (3, 11):
@@ -43,6 +43,8 @@ def read_secret_file(path: str) -> bytes:
         text = pathlib.Path(path).read_text().strip()
     except OSError as exc:
         raise ConfigError(f"cannot read secret file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
     return check_secret(text, path)
 
 
@@ -58,6 +60,8 @@ def read_private_toml(path: str, what: str) -> dict:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc) from None
 
 
 def load_secrets(path: str) -> dict[str, bytes]:
