@@ -42,6 +42,9 @@ Z_CLIP = 127.0  # hyper-latents are int8 symbols
 # Latents leave the int8 network through an exact integer last layer (not an int8 tensor), so they are not
 # held to +-127; this bound only keeps them within int16 and the coder's escape range.
 Y_CLIP = 4095.0
+# The checkerboard context reads the anchors clipped to int8, so that the runtime's exact int8 products
+# (edgecodec.models.int8: magnitudes up to 128) can compute it whatever the latents' range.
+CTX_CLIP = 127.0
 CROSS_TAPS = ((0, 1), (1, 0), (1, 2), (2, 1))  # the 3x3 taps of a non-anchor's four anchor neighbours
 
 
@@ -173,7 +176,7 @@ class Codec(nn.Module):
         y_g = y * gain
         y_q = torch.clamp(round_ste(y_g), -Y_CLIP, Y_CLIP)
         anchors = anchor_mask(y.shape[2], y.shape[3], y.device)
-        ctx = self.ctx(y_q / gain * anchors) * (1.0 - anchors)
+        ctx = self.ctx(torch.clamp(y_q, -CTX_CLIP, CTX_CLIP) / gain * anchors) * (1.0 - anchors)
         log_scale = log_scale + ctx[:, :self.cfg.latent]
         mean = mean + ctx[:, self.cfg.latent:]
         scale = torch.exp(torch.clamp(log_scale, max=20.0)) * gain
@@ -201,7 +204,7 @@ def estimate(model: Codec, x, quality: int):
     log_scale, mean = model.entropy_parameters(z_hat)
     y_q = torch.clamp(torch.round(y * gain), -Y_CLIP, Y_CLIP)
     anchors = anchor_mask(y.shape[2], y.shape[3], y.device)
-    ctx = model.ctx(y_q / gain * anchors) * (1.0 - anchors)
+    ctx = model.ctx(torch.clamp(y_q, -CTX_CLIP, CTX_CLIP) / gain * anchors) * (1.0 - anchors)
     scale = torch.exp(torch.clamp(log_scale + ctx[:, :model.cfg.latent], max=20.0)) * gain
     centre = torch.clamp((mean + ctx[:, model.cfg.latent:]) * gain, -Y_CLIP, Y_CLIP)
     y_likelihood = model.gaussian.likelihood_lower_bound(model.gaussian._likelihood(y_q, scale, centre))
