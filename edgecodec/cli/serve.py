@@ -46,6 +46,12 @@ def register(sub) -> None:
                    help="with --record: start a camera's next file past this size (default 512)")
     p.add_argument("--record-rotate-minutes", type=float, default=60, metavar="MIN",
                    help="with --record: start a camera's next file after this long (default 60)")
+    p.add_argument("--retain-days", type=float, metavar="DAYS",
+                   help="with --record: delete a camera's recording files once their last frame is older "
+                        "than this (whole files, oldest first, never the one being written; default: keep)")
+    p.add_argument("--retain-gb", type=float, metavar="GB",
+                   help="with --record: delete a camera's oldest recording files while its files together "
+                        "exceed this many GB (10^9 bytes; default: no limit)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve the live view here (edgecodec.web)")
     p.add_argument("--http-users", metavar="FILE",
                    help='with --http: ask for a name and password from FILE\'s [viewers] table (name = "password")')
@@ -93,6 +99,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if (args.http_users or args.http_tls) and not args.http:
         print("edgecodec serve: error: --http-users and --http-tls need --http", file=sys.stderr)
         return 2
+    if (args.retain_days is not None or args.retain_gb is not None) and not args.record:
+        print("edgecodec serve: error: --retain-days and --retain-gb need --record", file=sys.stderr)
+        return 2
+    for flag, value in (("--retain-days", args.retain_days), ("--retain-gb", args.retain_gb)):
+        if value is not None and not (value > 0 and value < float("inf")):
+            print(f"edgecodec serve: error: {flag} must be a positive number, not {value:g}", file=sys.stderr)
+            return 2
     if args.no_listen and not args.mqtt:
         print("edgecodec serve: error: --no-listen needs --mqtt", file=sys.stderr)
         return 2
@@ -108,6 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http_users=args.http_users, http_tls=args.http_tls,
         record_rotate_bytes=int(args.record_rotate_mb * (1 << 20)),
         record_rotate_seconds=args.record_rotate_minutes * 60,
+        retain_days=args.retain_days, retain_gb=args.retain_gb,
         port_file=args.port_file, status_interval=args.status_interval)
     server = EdgeServer(config)
     figures = asyncio.run(_serve(server, args.duration))

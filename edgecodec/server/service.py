@@ -44,6 +44,9 @@ class ServerConfig:
     record: Optional[str] = None
     record_rotate_bytes: int = 512 << 20
     record_rotate_seconds: float = 3600.0
+    retain_days: Optional[float] = None  # with record: delete recordings older than this (None: keep)
+    retain_gb: Optional[float] = None  # with record: keep at most this much per camera (None: no limit)
+    retention_interval_s: float = 60.0
     http: Optional[str] = None
     http_users: Optional[str] = None  # TOML file with a [viewers] table: the live view asks for a password
     http_tls: bool = False  # serve the live view over HTTPS with tls_cert / tls_key
@@ -78,6 +81,13 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
             raise ConfigError("--record needs edgecodec.recording, which this build does not have") from None
         attached.append(recording.attach(hub, config.record, rotate_bytes=config.record_rotate_bytes,
                                          rotate_seconds=config.record_rotate_seconds))
+        if config.retain_days or config.retain_gb:
+            from edgecodec.recording.retention import Retention, RetentionTask, policy_from_options
+
+            policy = policy_from_options(config.retain_days, config.retain_gb)
+            attached.append(RetentionTask(Retention(config.record, policy), config.retention_interval_s).start())
+    elif config.retain_days or config.retain_gb:
+        raise ConfigError("--retain-days and --retain-gb need --record")
     if config.http:
         try:
             from edgecodec import web
