@@ -11,11 +11,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgecodec import bitstream, entropy
+from edgecodec import bitstream
 from edgecodec.bitstream import Header, Kind
 from edgecodec.errors import BitstreamError, EdgecodecError, MissingReferenceError, ModelError
 from edgecodec.models import ModelBundle, contract
-from edgecodec.models.context import passes
 
 MAX_SIDE = 65535
 
@@ -84,9 +83,7 @@ class Codec:
         self.encoder_kind = encoder
         self.analysis = analysis
         self.decoder_kind = decoder
-        self._z_channels = bundle.hyper.hyper_channels
-        self._y_channels = bundle.hyper.latent_channels
-        self._context = bundle.context
+        self.entropy_model = bundle.entropy_model(threads)
 
     @classmethod
     def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8", decoder: str = "full",
@@ -137,13 +134,9 @@ class Codec:
 
     def pack_latents(self, header: Header, y: np.ndarray, z: np.ndarray) -> bytes:
         """The self-contained packet of integer latents y and hyper-latents z (an image or a key frame)."""
-        z_index = np.broadcast_to(np.arange(z.shape[-1], dtype=np.int32), z.shape)
-        streams = [entropy.encode(z.ravel(), np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z)]
-        sums = self.bundle.hyper.sums(z, y.shape[:2])
-        flat_y = y.reshape(-1, self._y_channels)
-        for rows, refine in self._passes(*y.shape[:2]):
-            y_index, y_mean = self._tables_at(sums, rows, y, header.quality, refine)
-            streams.append(entropy.encode(flat_y[rows] - y_mean, y_index, self.bundle.cdf_y))
+        model = self.entropy_model
+        coder = model.frame(z, y.shape, header.quality)
+        streams = [model.encode_z(z)] + [coder.encode(k, y) for k in range(model.n_passes)]
         return bitstream.pack(header, streams)
 
     def decode(self, packet: bytes) -> np.ndarray:
@@ -154,20 +147,6 @@ class Codec:
                 f"frame {header.sequence} is a delta frame coded against frame {header.reference_sequence}: "
                 "decode its stream in order from a key frame (edgecodec.temporal.StreamDecoder)")
         return self.decode_parts(header, streams)
-
-    def _passes(self, height: int, width: int) -> list[tuple[np.ndarray, bool]]:
-        """(flat latent positions, refine) per coded y stream: every position in one pass, or the
-        checkerboard's anchors and then, refined by the context model, the rest."""
-        if self._context is None:
-            return [(np.arange(height * width, dtype=np.int32), False)]
-        first, second = passes(height, width)
-        return [(first, False), (second, True)]
-
-    def _tables_at(self, sums, rows, y, quality, refine: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(table index, mean), each (N, M), of the latents at flat positions ``rows``: from the
-        hyper-synthesis alone, or with ``refine`` plus the context's terms from y's decoded anchors."""
-        context = self._context.terms(y, quality, rows, self.threads) if refine else None
-        return self.bundle.hyper.finish_at(sums, quality, rows, context)
 
     def decode_parts(self, header: Header, streams: list[bytes]) -> np.ndarray:
         return self.synthesize(header, self.decode_latents(header, streams))
@@ -187,23 +166,16 @@ class Codec:
 
     def unpack_latents(self, header: Header, streams: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """(y, z): the integer latents and hyper-latents of a self-contained packet's coded streams."""
-        expected = 2 if self._context is None else 3
-        if len(streams) != expected:
-            raise BitstreamError(f"expected {expected} coded streams, found {len(streams)}")
-        quality = header.quality
-        if quality not in self.qualities:
-            raise BitstreamError(f"quality {quality} unknown to this model")
+        model = self.entropy_model
+        if len(streams) != 1 + model.n_passes:
+            raise BitstreamError(f"expected {1 + model.n_passes} coded streams, found {len(streams)}")
+        if header.quality not in self.qualities:
+            raise BitstreamError(f"quality {header.quality} unknown to this model")
         yh = -(-header.height // contract.ALIGN)
         yw = -(-header.width // contract.ALIGN)
-        z_shape = (-(-yh // 4), -(-yw // 4), self._z_channels)
-        z_index = np.broadcast_to(np.arange(self._z_channels, dtype=np.int32), z_shape)
-        z = entropy.decode(streams[0], np.ascontiguousarray(z_index).ravel(), self.bundle.cdf_z).reshape(z_shape)
-        sums = self.bundle.hyper.sums(z, (yh, yw))
-        # The int8 encoder never writes latents outside int8; a forged stream can, and would overflow
-        # the synthesis to inf/NaN. Clamping keeps any decodable stream's image finite.
-        y = np.zeros((yh, yw, self._y_channels), np.int32)
-        flat_y = y.reshape(-1, self._y_channels)
-        for (rows, refine), stream in zip(self._passes(yh, yw), streams[1:]):
-            y_index, y_mean = self._tables_at(sums, rows, y, quality, refine)
-            flat_y[rows] = np.clip(entropy.decode(stream, y_index, self.bundle.cdf_y) + y_mean, -128, 127)
+        z = model.decode_z(streams[0], model.z_shape(yh, yw))
+        y = np.zeros((yh, yw, model.y_channels), np.int32)
+        coder = model.frame(z, y.shape, header.quality)
+        for k, stream in enumerate(streams[1:]):
+            coder.decode(k, stream, y)
         return y, z

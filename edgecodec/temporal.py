@@ -38,11 +38,11 @@ from edgecodec.bitstream import Header, Kind
 from edgecodec.codec import Codec, pad_image, to_rgb
 from edgecodec.errors import BitstreamError, EdgecodecError, MissingReferenceError
 from edgecodec.models import contract
+from edgecodec.models.entropy_model import Z_SPAN
 
 KEY_INTERVAL_S = 2.0
 SKIP_THRESHOLD = 0.5
 MAX_REFERENCE = 0xFFFF  # the header's u16: a longer gap needs a key frame
-Z_SPAN = 4  # y positions per hyper-latent position, each way
 # P(a position is coded) by context: 2 x (coded in the previous frame) + (a 4-neighbour was). A key frame
 # leaves no flags, so the frame after it uses context 0 everywhere.
 FLAG_PROBABILITIES = (0.02, 0.25, 0.5, 0.8)
@@ -84,14 +84,10 @@ class Reference:
     coded: np.ndarray  # (H/16, W/16) bool: the positions the frame coded (none for a key frame)
 
 
-def _z_index(z_shape) -> np.ndarray:
-    return np.broadcast_to(np.arange(z_shape[-1], dtype=np.int32), z_shape)
-
-
-def _code_positions(codec: Codec, coded: np.ndarray):
-    """(rows, refine) per pass of a key frame, restricted to the coded positions."""
+def _subset(passes, coded: np.ndarray) -> list[np.ndarray]:
+    """Each pass' positions, restricted to the coded ones."""
     flat = coded.ravel()
-    return [(rows[flat[rows]], refine) for rows, refine in codec._passes(*coded.shape)]
+    return [rows[flat[rows]] for rows in passes]
 
 
 class StreamEncoder:
@@ -172,17 +168,14 @@ class StreamEncoder:
         return self.codec.pack_latents(header, y, z)
 
     def _delta_streams(self, y, z, coded, quality):
-        codec, ref = self.codec, self._ref
-        streams = [entropy.encode(coded.astype(np.int32), flag_contexts(ref.coded), flag_tables())]
+        model, ref = self.codec.entropy_model, self._ref
         areas = z_areas(coded, z.shape)
         z_mix = np.where(areas[..., None], z, ref.z)
-        streams.append(entropy.encode(z[areas], _z_index(z.shape)[areas], codec.bundle.cdf_z))
         y_mix = np.where(coded[..., None], y, ref.y)
-        sums = codec.bundle.hyper.sums(z_mix, y.shape[:2])
-        flat_y = y_mix.reshape(-1, y.shape[-1])
-        for rows, refine in _code_positions(codec, coded):
-            index, mean = codec._tables_at(sums, rows, y_mix, quality, refine)
-            streams.append(entropy.encode(flat_y[rows] - mean, index, codec.bundle.cdf_y))
+        streams = [entropy.encode(coded.astype(np.int32), flag_contexts(ref.coded), flag_tables()),
+                   model.encode_z(z, areas)]
+        coder = model.frame(z_mix, y.shape, quality)
+        streams += [coder.encode(k, y_mix, rows) for k, rows in enumerate(_subset(coder.passes, coded))]
         return streams, y_mix, z_mix
 
 
@@ -246,18 +239,13 @@ class StreamDecoder:
                                  "reference")
 
     def _delta(self, header: Header, streams: list[bytes]):
-        codec, ref = self.codec, self._ref
-        expected = 2 + len(codec._passes(1, 1))
-        if len(streams) != expected:
-            raise BitstreamError(f"expected {expected} coded streams in a delta frame, found {len(streams)}")
+        model, ref = self.codec.entropy_model, self._ref
+        if len(streams) != 2 + model.n_passes:
+            raise BitstreamError(f"expected {2 + model.n_passes} coded streams in a delta frame, found {len(streams)}")
         coded = entropy.decode(streams[0], flag_contexts(ref.coded), flag_tables()).astype(bool)
-        areas = z_areas(coded, ref.z.shape)
-        z = ref.z.copy()
-        z[areas] = entropy.decode(streams[1], _z_index(ref.z.shape)[areas], codec.bundle.cdf_z)
-        sums = codec.bundle.hyper.sums(z, ref.y.shape[:2])
+        z = model.decode_z(streams[1], ref.z.shape, into=ref.z.copy(), where=z_areas(coded, ref.z.shape))
         y = ref.y.copy()
-        flat_y = y.reshape(-1, y.shape[-1])
-        for (rows, refine), stream in zip(_code_positions(codec, coded), streams[2:]):
-            index, mean = codec._tables_at(sums, rows, y, header.quality, refine)
-            flat_y[rows] = np.clip(entropy.decode(stream, index, codec.bundle.cdf_y) + mean, -128, 127)
+        coder = model.frame(z, y.shape, header.quality)
+        for k, (rows, stream) in enumerate(zip(_subset(coder.passes, coded), streams[2:])):
+            coder.decode(k, stream, y, rows)
         return y, z, coded

@@ -103,18 +103,18 @@ def test_second_pass_tables_and_means_come_from_the_decoded_anchors(context_mode
     """Non-anchor tables differ from the hyper-synthesis' own, and follow the anchors' values."""
     codec = Codec.load(context_model)
     y, z = codec.analyse(pad_image(synthetic_photo(seed=9)), 4)
-    sums = codec.bundle.hyper.sums(z, y.shape[:2])
+    coder = codec.entropy_model.frame(z, y.shape, 4)
     others = ~anchors(*y.shape[:2])
     rows = passes(*y.shape[:2])[1]
-    hyper_only = codec._tables_at(sums, rows, y, 4, refine=False)
-    refined = codec._tables_at(sums, rows, y, 4, refine=True)
+    hyper_only = coder.tables(0, y, rows)
+    refined = coder.tables(1, y, rows)
     assert not np.array_equal(refined[0], hyper_only[0]) and not np.array_equal(refined[1], hyper_only[1])
     moved = y.copy()
     moved[anchors(*y.shape[:2])] += 5
-    assert not np.array_equal(codec._tables_at(sums, rows, moved, 4, refine=True)[1], refined[1])
+    assert not np.array_equal(coder.tables(1, moved, rows)[1], refined[1])
     y_others_changed = y.copy()
     y_others_changed[others] += 5
-    assert np.array_equal(codec._tables_at(sums, rows, y_others_changed, 4, refine=True)[0], refined[0])
+    assert np.array_equal(coder.tables(1, y_others_changed, rows)[0], refined[0])
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (17, 33, 3), (3, 4000, 3)])
