@@ -310,3 +310,13 @@ def test_decoded_pixels_are_the_synthesis_output_rounded_half_to_even_and_satura
     (x,) = codec.bundle.decoder(codec.decoder_kind, codec.threads).run(y_hat[None])
     expected = np.clip(np.round(x[0, :80, :112]), 0, 255).astype(np.uint8)
     assert np.array_equal(codec.decode(packet), expected)
+
+
+def test_importing_the_model_contract_loads_no_c_extension():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgecodec.models.contract; "
+            "print(sorted(m for m in sys.modules if m.endswith(('_fixedpoint', '_rangecoder', '.hyper'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
