@@ -21,6 +21,7 @@ import tty
 
 from firmware_bridge.channel import SocketPort
 from firmware_bridge.errors import BridgeError
+from firmware_bridge.handler import LinkHandler
 from firmware_bridge.link import Link
 from firmware_bridge.messages import FrameChunk, SetQuality, Telemetry, Trigger
 from firmware_bridge.transfer import FrameReceiver
@@ -29,8 +30,10 @@ DEVICE_MAX_PAYLOAD = 260   # what a small MCU would announce
 DEVICE_MAX_FRAME = 65536
 
 
-class DeviceSimulator:
-    """The device side of a link: sensors, a trigger input and a frame sink, over one ``Link`` at a time."""
+class DeviceSimulator(LinkHandler):
+    """The device side of a link: sensors, a trigger input and a frame sink, over one ``Link`` at a time.
+
+    It is its own link's handler: ``telemetry`` and ``status`` answer the host's requests."""
 
     def __init__(self, name: str = "sim-mcu", save_dir: str | os.PathLike | None = None, keep: int = 16,
                  battery_mv: int = 3900, temperature_c: float = 24.0, echo=None):
@@ -52,9 +55,8 @@ class DeviceSimulator:
         """Start talking on ``port`` (a name, URL or serial-like object); transfers survive re-attaching."""
         self.detach()
         self.link = Link(port, baudrate, role="device", name=self.name, max_payload=DEVICE_MAX_PAYLOAD,
-                         window=16, max_frame=DEVICE_MAX_FRAME, receiver=self.receiver,
-                         on_frame=self._on_frame, on_set_quality=self._on_quality, on_message=self._on_message,
-                         telemetry_provider=self.telemetry, status_provider=self.status, **link_options)
+                         window=16, max_frame=DEVICE_MAX_FRAME, receiver=self.receiver, handler=self,
+                         **link_options)
         return self.link
 
     def detach(self) -> None:
@@ -84,7 +86,7 @@ class DeviceSimulator:
         if self.echo is not None:
             self.echo(text)
 
-    def _on_frame(self, data: bytes) -> None:
+    def on_frame(self, data: bytes) -> None:
         with self._lock:
             index = self.frame_count
             self.frame_count += 1
@@ -95,11 +97,11 @@ class DeviceSimulator:
             (self.save_dir / f"frame-{index:05d}.ecc").write_bytes(data)
         self._say(f"frame {index} {len(data)} bytes")
 
-    def _on_quality(self, msg: SetQuality) -> None:
+    def on_set_quality(self, msg: SetQuality) -> None:
         self.qualities.append(msg)
         self._say(f"set_quality quality={msg.quality} target_bps={msg.target_bps}")
 
-    def _on_message(self, msg) -> None:
+    def on_message(self, msg) -> None:
         if not isinstance(msg, SetQuality):
             self._say(f"{type(msg).__name__.lower()} {msg}")
 

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from firmware_bridge import FrameRejected, Link, MsgType, SetQuality, Telemetry
+from firmware_bridge import FrameRejected, Link, LinkHandler, MsgType, SetQuality, Telemetry
 from firmware_bridge.channel import FaultModel, SocketPort
 from firmware_bridge.simulator import DeviceSimulator
-from tests.bridge.helpers import noisy, paced_link
+from tests.bridge.helpers import Recorder, noisy, paced_link
 
 pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
 
@@ -25,15 +25,14 @@ def wait_for(cond, timeout=5.0):
     return True
 
 
-def test_trigger_quality_and_telemetry_reach_the_host_callbacks():
-    got = {"trigger": [], "quality": [], "telemetry": []}
-    opts = dict(on_trigger=got["trigger"].append, on_set_quality=got["quality"].append,
-                on_telemetry=got["telemetry"].append)
-    with paced_link(host_options=opts) as (host, device, _):
+def test_trigger_quality_and_telemetry_reach_the_host_handler():
+    events = Recorder()
+    got = events.got
+    with paced_link(host_options=dict(handler=events)) as (host, device, _):
         assert device.trigger(source=1, channel=2)
         assert device.link.send(SetQuality(2, 48000))
         assert device.send_telemetry()
-        assert wait_for(lambda: all(got.values()))
+        assert events.wait(lambda: got["trigger"] and got["quality"] and got["telemetry"])
     assert (got["trigger"][0].source_name, got["trigger"][0].channel) == ("pir", 2)
     assert got["quality"][0] == SetQuality(2, 48000)
     assert got["telemetry"][0].battery_mv == 3900 and "uptime_s" in got["telemetry"][0].values
@@ -49,12 +48,13 @@ def test_requests_are_answered_with_the_asked_message():
 
 
 def test_reliable_messages_are_acted_on_once_even_when_acks_are_lost():
-    triggers = []
+    events = Recorder()
+    triggers = events.got["trigger"]
     # Host -> device (the ACKs) corrupts 3 % of bytes: about a third of the ACKs are lost.
     with paced_link(ab=FaultModel(corrupt=0.03, seed=1), ba=FaultModel(seed=2),
-                    host_options=dict(on_trigger=triggers.append)) as (host, device, _):
+                    host_options=dict(handler=events)) as (host, device, _):
         acked = sum(device.trigger(channel=i, timeout=3) for i in range(15))  # the channel numbers them
-        assert wait_for(lambda: len(triggers) >= acked)
+        assert events.wait(lambda: len(triggers) >= acked)
         time.sleep(0.2)
     stamps = [t.channel for t in triggers]
     assert acked >= 10 and len(stamps) == len(set(stamps)), "a retransmitted trigger was delivered twice"
@@ -78,20 +78,25 @@ def test_corrupted_bytes_frame_arrives_bitexact_or_fails_after_retries():
 def test_link_drop_mid_transfer_resumes_without_starting_over():
     data = random.Random(6).randbytes(20000)
     cut_ab, cut_ba = FaultModel(), FaultModel()
+    at_cut: dict = {}
     with paced_link(115200, cut_ab, cut_ba) as (host, device, _):
-        def unplug():
-            time.sleep(0.6)
-            cut_ab.cut = cut_ba.cut = True
-            time.sleep(1.0)
+        def replug():
+            # Plugged back in once the sender has noticed the silence (two polls timed out).
+            wait_for(lambda: host.stats["timeouts"] >= at_cut["timeouts"] + 2, 20)
+            at_cut["timeouts_seen"] = host.stats["timeouts"] - at_cut["timeouts"]
             cut_ab.cut = cut_ba.cut = False
-        threading.Thread(target=unplug, daemon=True).start()
-        t0 = time.monotonic()
-        assert host.send_frame(data, timeout=20)
-        elapsed = time.monotonic() - t0
+
+        def unplug_at_a_quarter(done, total):  # on the sending thread: the cut is surely mid-transfer
+            if not at_cut and done >= total // 4:
+                cut_ab.cut = cut_ba.cut = True
+                at_cut.update(acked=done, timeouts=host.stats["timeouts"])
+                threading.Thread(target=replug, daemon=True).start()
+
+        assert host.send_frame(data, timeout=30, progress=unplug_at_a_quarter)
         assert wait_for(lambda: device.frame_count == 1)
         stats = host.stats
     assert device.frames == [data]
-    assert elapsed > 1.6  # the cable really was out for a while
+    assert at_cut["acked"] < len(data) and at_cut["timeouts_seen"] >= 2  # the cable really was out a while
     chunks = -(-len(data) // 256)
     assert stats["chunks_sent"] < 1.5 * chunks, "the transfer restarted instead of resuming"
 
@@ -141,11 +146,11 @@ def test_frame_too_large_for_the_peer_is_rejected_at_once():
 
 
 def test_loop_url_link_receives_its_own_frames():
-    frames = []
-    with Link("loop://", on_frame=frames.append) as link:
+    events = Recorder()
+    with Link("loop://", handler=events) as link:
         assert link.wait_peer(2).role == 0
         assert link.send_frame(b"self" * 1000, timeout=5)
-        assert wait_for(lambda: frames == [b"self" * 1000])
+        assert events.wait(lambda: events.got["frame"] == [b"self" * 1000])
 
 
 def test_socket_url_reconnects_after_the_server_drops_the_connection():
@@ -181,15 +186,16 @@ def test_event_queue_stays_bounded_when_a_callback_blocks():
     release = threading.Event()
     seen = []
 
-    def slow(msg):
-        seen.append(msg)
-        release.wait(5)
+    class Slow(LinkHandler):
+        def on_telemetry(self, msg):
+            seen.append(msg)
+            release.wait(5)
 
-    with paced_link(None, host_options=dict(on_telemetry=slow)) as (host, device, _):
+    with paced_link(None, host_options=dict(handler=Slow())) as (host, device, _):
         for _ in range(100):
             device.link.send(device.telemetry(), reliable=False)
         assert wait_for(lambda: host.stats["events_dropped"] > 0)
-        assert host._events.qsize() <= 64
+        assert host.events_waiting <= 64
         release.set()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from firmware_bridge import Link, SetQuality
 from firmware_bridge.channel import FaultModel, PtyRelay
-from tests.bridge.helpers import C_DIR, c_build, c_compiler, noisy, pty_link  # noqa: F401 - c_build is a fixture
+from tests.bridge.helpers import C_DIR, Recorder, c_build, c_compiler, noisy, pty_link  # noqa: F401 - c_build is a fixture
 
 pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
 
@@ -88,8 +88,9 @@ def test_c_device_reassembles_python_frames_bit_exact_over_a_faulty_pty(c_device
     relay, proc, out = c_device
     rng = random.Random(33)
     frames = [rng.randbytes(n) for n in (1, 255, 256, 4000)]
-    triggers = []
-    with Link(relay.port_a, on_trigger=triggers.append) as host:
+    events = Recorder()
+    triggers = events.got["trigger"]
+    with Link(relay.port_a, handler=events) as host:
         peer = host.wait_peer(5)
         assert (peer.name, peer.max_payload) == ("ebridge-c", 260)
         results = [host.send_frame(f, timeout=20) for f in frames]

@@ -180,10 +180,16 @@ def _monitor(args) -> int:
     events: queue.Queue = queue.Queue(maxsize=256)
     save_dir = pathlib.Path(args.save_dir) if args.save_dir else None
 
-    def on_frame(data: bytes) -> None:
-        events.put(("frame", data))
+    from firmware_bridge import LinkHandler
 
-    with _open(args, on_message=lambda m: events.put(("message", m)), on_frame=on_frame) as link:
+    class Queued(LinkHandler):  # every message and frame, in arrival order, for the loop below
+        def on_message(self, msg) -> None:
+            events.put(("message", msg))
+
+        def on_frame(self, data: bytes) -> None:
+            events.put(("frame", data))
+
+    with _open(args, handler=Queued()) as link:
         end = time.monotonic() + args.duration if args.duration else None
         count, frames = 0, 0
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional, Sequence
 
-from firmware_bridge import QUALITY_UNCHANGED, BridgeError, FrameRejected, Link, SetQuality, Trigger
+from firmware_bridge import QUALITY_UNCHANGED, BridgeError, FrameRejected, Link, LinkHandler, SetQuality, Trigger
 
 from edgecodec.edge.config import BridgeConfig
 from edgecodec.edge.encoder import Encoded, EncodeStage
@@ -32,6 +32,19 @@ SEND_TIMEOUT = 30.0  # seconds one frame may take on the serial line before it i
 
 def enabled(config: BridgeConfig) -> bool:
     return bool(config.port) and config.mode != "off"
+
+
+class _McuEvents(LinkHandler):
+    """The MCU's triggers and quality commands, handed to the stage."""
+
+    def __init__(self, stage: "BridgeStage"):
+        self.stage = stage
+
+    def on_trigger(self, msg: Trigger) -> None:
+        self.stage._on_trigger(msg)
+
+    def on_set_quality(self, msg: SetQuality) -> None:
+        self.stage._on_set_quality(msg)
 
 
 class BridgeStage(Stage):
@@ -59,7 +72,7 @@ class BridgeStage(Stage):
         try:
             # Opened here, before any stage starts, so a bad port fails the start cleanly.
             self.link = Link(port if port is not None else config.port, config.baudrate, name="edgecodec",
-                             on_trigger=self._on_trigger, on_set_quality=self._on_set_quality)
+                             handler=_McuEvents(self))
         except BridgeError as exc:
             raise ConfigError(f"[bridge] port = {config.port!r}: {exc}") from None
 

@@ -6,14 +6,63 @@ import os
 import pathlib
 import shutil
 import subprocess
+import threading
+import time
 
 import pytest
 
-from firmware_bridge import Link
+from firmware_bridge import Link, LinkHandler
 from firmware_bridge.channel import FaultModel, PacedPair, PtyRelay
 from firmware_bridge.simulator import DeviceSimulator
 
 C_DIR = pathlib.Path(__file__).resolve().parents[2] / "firmware_bridge" / "c"
+
+
+class Recorder(LinkHandler):
+    """A link handler that keeps what arrives, by kind, and lets a test wait for it."""
+
+    KINDS = ("hello", "trigger", "quality", "telemetry", "status", "frame", "message")
+
+    def __init__(self):
+        self.got: dict[str, list] = {kind: [] for kind in self.KINDS}
+        self._cond = threading.Condition()
+
+    def _add(self, kind: str, item) -> None:
+        with self._cond:
+            self.got[kind].append(item)
+            self._cond.notify_all()
+
+    def wait(self, cond, timeout: float = 10.0) -> bool:
+        """Wait until ``cond()`` holds (checked whenever something arrives); False after ``timeout``."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while not cond():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+            return True
+
+    def on_hello(self, msg) -> None:
+        self._add("hello", msg)
+
+    def on_trigger(self, msg) -> None:
+        self._add("trigger", msg)
+
+    def on_set_quality(self, msg) -> None:
+        self._add("quality", msg)
+
+    def on_telemetry(self, msg) -> None:
+        self._add("telemetry", msg)
+
+    def on_status(self, msg) -> None:
+        self._add("status", msg)
+
+    def on_frame(self, data: bytes) -> None:
+        self._add("frame", data)
+
+    def on_message(self, msg) -> None:
+        self._add("message", msg)
 
 
 def noisy(p: float, seed: int) -> FaultModel:
