@@ -1,7 +1,9 @@
 """Turn recordings into image files or a video: select frames by time, decode in parallel, write out.
 
 Damaged parts of a recording are skipped and reported; every intact frame is exported. A video is
-written in frame order through OpenCV's VideoWriter; PNG frames are written by the workers.
+written in frame order by ``edgecodec.videowriter``: H.264 at the frames' capture times (an outage
+stays a gap of the same length), or at a constant ``fps`` when one is given; PNG frames are written by
+the workers.
 
 Recordings of stream mode hold delta frames, each coded against the frame before it. Decoding works on
 groups of pictures: a key frame and the delta frames after it, decoded in order by one
@@ -29,8 +31,9 @@ from edgecodec import bitstream
 from edgecodec.batch import BatchSummary, DecodeResult, default_threads
 from edgecodec.errors import EdgecodecError, ModelMismatchError
 from edgecodec.recording import SUFFIX, Damage, Frame, RecordingError, RecordingReader
+from edgecodec.videowriter import SUFFIXES as VIDEO_SUFFIXES
+from edgecodec.videowriter import open_video
 
-VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
 DEFAULT_FPS = 10.0
 
 
@@ -205,7 +208,11 @@ class ExportReport:
     damage: list[tuple[str, Damage]] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     growing: list[tuple[str, int]] = field(default_factory=list)  # recordings still being written
-    fps: Optional[float] = None
+    fps: Optional[float] = None  # the constant rate asked for, else the median capture rate
+    constant_rate: bool = False  # True: --fps given, frames evenly spaced; False: at their capture times
+    video_codec: Optional[str] = None
+    video_backend: Optional[str] = None
+    video_seconds: Optional[float] = None  # from the first frame to the end of the last
 
     @property
     def clean(self) -> bool:
@@ -220,13 +227,19 @@ class ExportReport:
                "being_written": [{"recording": p, "incomplete_bytes": n} for p, n in self.growing]}
         if self.fps is not None:
             out["video_fps"] = round(self.fps, 3)
+            out["video_timing"] = "constant rate" if self.constant_rate else "capture times"
+            out["video_codec"] = self.video_codec
+            out["video_backend"] = self.video_backend
+            out["video_seconds"] = None if self.video_seconds is None else round(self.video_seconds, 3)
         return out
 
 
 def export(recordings: list[str], output: str, *, start: Optional[str] = None, end: Optional[str] = None,
            jobs: int = 1, threads: Optional[int] = None, model_dir=None, fps: Optional[float] = None,
-           progress: Optional[Callable[[int, int], None]] = None) -> ExportReport:
-    """Export the selected frames of ``recordings`` to a folder of PNGs or to a video file."""
+           progress: Optional[Callable[[int, int], None]] = None,
+           video_backends: Optional[tuple[str, ...]] = None) -> ExportReport:
+    """Export the selected frames of ``recordings`` to a folder of PNGs or to a video file
+    (``video_backends``: the order to try them in, see ``edgecodec.videowriter``)."""
     from edgecodec.codec import Codec
 
     started = time.perf_counter()
@@ -253,7 +266,9 @@ def export(recordings: list[str], output: str, *, start: Optional[str] = None, e
                             summary=report.summary)
     if video:
         report.fps = fps or estimate_fps([f for _, _, f in selection.frames])
-        _write_video(out, results, report)
+        report.constant_rate = bool(fps)
+        times = {(str(p), f.offset): f.timestamp_us for p, _, f in selection.frames}
+        _write_video(out, results, report, times, video_backends)
     else:
         for result in results:
             _note_failure(result, report)
@@ -354,29 +369,40 @@ def _decode_group(group: list[GroupItem]) -> list[DecodeResult]:
     return results
 
 
-def _write_video(path: pathlib.Path, results, report: ExportReport) -> None:
+def _write_video(path: pathlib.Path, results, report: ExportReport, times: dict[tuple[str, int], int],
+                 backends: Optional[tuple[str, ...]] = None) -> None:
+    """Frames at their capture times, from 0 at the first; a time that goes backwards (recordings given
+    out of order) continues one frame period after the previous frame. With a constant rate (``--fps``),
+    frame n is at n / fps."""
     writer, size = None, None
+    period = 1.0 / report.fps
+    first_us, t, n = None, -period, 0
     try:
         for result in results:
             _note_failure(result, report)
             if not result.ok:
                 continue
             image = result.image
-            if image.ndim == 2:
-                image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-            else:
-                image = cv2.cvtColor(np.ascontiguousarray(image[:, :, :3]), cv2.COLOR_RGB2BGR)
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else \
+                np.ascontiguousarray(image[:, :, :3])
             if writer is None:
                 size = (image.shape[1], image.shape[0])
-                fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[path.suffix.lower()])
-                writer = cv2.VideoWriter(str(path), fourcc, report.fps, size)
-                if not writer.isOpened():
-                    raise EdgecodecError(f"cannot write video {path} (no encoder for {path.suffix} in OpenCV?)")
+                writer = open_video(str(path), size, report.fps, **({"backends": backends} if backends else {}))
+                report.video_codec, report.video_backend = writer.codec, writer.backend
             if (image.shape[1], image.shape[0]) != size:
                 image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            writer.write(image)
+            if report.constant_rate:
+                t = n * period
+            else:
+                stamp = times[(result.task.source, result.task.offset)]
+                first_us = stamp if first_us is None else first_us
+                real = (stamp - first_us) / 1e6
+                t = real if n == 0 or real > t else t + period
+            writer.write(image, t)
+            n += 1
     finally:
         if writer is not None:
-            writer.release()
+            writer.close()
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         raise EdgecodecError(f"no video written to {path}")
+    report.video_seconds = t + period

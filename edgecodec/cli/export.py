@@ -21,17 +21,20 @@ def register(sub) -> None:
     p = sub.add_parser(
         "export", help="decode recordings to PNG frames or a video file",
         description="Decode the frames of .ecr recordings (files, folders or globs) into PNG files in a "
-                    "folder, or into one video file (.mp4, .avi, .mkv) with OpenCV.",
+                    "folder, or into one video file: .mp4, .mkv or .mov in H.264 at the frames' capture "
+                    "times (PyAV, else the ffmpeg program; OpenCV's mp4v at a constant rate only as a last "
+                    "resort), .avi in MJPG.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recordings", nargs="+", metavar="RECORDING", help=".ecr files, folders or glob patterns")
     p.add_argument("-o", "--output", required=True, metavar="DIR|VIDEO",
-                   help="folder for PNG frames, or a video file name ending in .mp4/.avi/.mkv")
+                   help="folder for PNG frames, or a video file name ending in .mp4/.mkv/.mov/.avi")
     p.add_argument("--from", dest="start", metavar="TIME", help="first capture time to export")
     p.add_argument("--to", dest="end", metavar="TIME", help="last capture time to export")
     p.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="decoding processes (default 1)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="TFLite threads per process (default: cores / jobs)")
-    p.add_argument("--fps", type=float, help="video frame rate (default: from the capture times)")
+    p.add_argument("--fps", type=float, help="a constant video frame rate, frames evenly spaced (default: "
+                                             "each frame at its capture time, so gaps in the recording stay gaps)")
     p.add_argument("--model", metavar="DIR", help="model folder (default: the models shipped with edgecodec)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -43,6 +46,9 @@ def cmd_export(args) -> int:
 
     if args.jobs < 1:
         print("edgecodec export: error: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    if args.fps is not None and not 0 < args.fps <= 1000:
+        print("edgecodec export: error: --fps must be between 0 and 1000", file=sys.stderr)
         return 2
     show_bar = None if not (args.json or args.quiet) else False
     with Progress(0, "export", enabled=show_bar) as bar:
@@ -64,7 +70,11 @@ def cmd_export(args) -> int:
     if args.json:
         print(json.dumps(report.as_dict(), indent=1))
     else:
-        video = f" at {report.fps:.2f} frames/s" if report.fps else ""
+        video = ""
+        if report.fps:
+            timing = f"{report.fps:.2f} frames/s" if report.constant_rate else \
+                f"capture times, {report.video_seconds or 0:.1f} s"
+            video = f" ({report.video_codec}, {timing})"
         print(f"{s.frames} of {report.selected} frames -> {report.output}{video}: {s.bytes} bytes, "
               f"{s.mean_bpp:.3f} bpp, {s.seconds:.1f} s ({s.fps:.1f} frames/s)"
               + (f"; {s.failed} failed" if s.failed else "")
