@@ -45,12 +45,15 @@ def test_an_encoder_slower_than_the_camera_drops_frames_at_the_source_and_counts
     with ServerThread(tmp_path) as server:
         pipe = EdgePipeline(edge_config(tmp_path, server.url, "--fps", 40), codec=FakeCodec(delay=0.1))
         pipe.start()
-        time.sleep(2.0)
+        # The camera runs at 40 frames/s and the encoder takes 100 ms a frame: wait until ten frames
+        # got through and the camera lost more than it delivered (margin for the one in the slot).
+        wait_until(lambda: (lambda f: f["encoded"] >= 10 and f["dropped_at_source"] >= f["encoded"] + 2)(
+            pipe.figures()), 30, what="10 frames encoded and more dropped at the source")
         pipe.stop()
         f = pipe.figures()
         wait_until(lambda: server.hub.cameras()[0].dropped == f["dropped_at_source"], 5,
                    what="drop report at the server")
-    assert 10 <= f["encoded"] <= 25  # about 10 frames/s get through a 100 ms encoder
+    assert f["encoded"] <= f["elapsed_s"] / 0.1 + 1  # no faster than a 100 ms encoder can go
     assert f["dropped_at_source"] >= f["captured"] // 2
     assert f["captured"] == f["encoded"] + f["dropped_at_source"]  # every frame accounted for
     seqs = [s for _, s in server.received]
@@ -63,10 +66,14 @@ def test_rate_control_keeps_the_stream_under_its_target(tmp_path):
         pipe = EdgePipeline(edge_config(tmp_path, server.url, "--fps", 20, "--target-kbps", 100),
                             codec=FakeCodec())
         pipe.start()
-        time.sleep(3.0)
+        wait_until(lambda: pipe.figures()["encoded"] >= 60, 30, what="60 frames (3 s at 20 frames/s)")
         pipe.stop()
         f = pipe.figures()
-    assert 60 <= f["kbps"] <= 105
+    assert f["kbps"] <= 105  # under the target (the bucket starts empty; 5 % for the last frame's guess)
+    # ... yet most of it is used: at least 60 % of the target, or of what the top quality gives at the
+    # frame rate the machine managed (a loaded machine encodes fewer frames; each may then be larger).
+    top_kbps = f["fps"] * FakeCodec().base * 1.2 ** max(FakeCodec.qualities) * 8 / 1000
+    assert f["kbps"] >= 0.6 * min(100, top_kbps)
     assert f["skipped_by_rate_control"] <= 3  # only while the empty budget first fills
 
 

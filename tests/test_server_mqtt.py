@@ -1,6 +1,8 @@
 """Frames over a real mosquitto broker on loopback: signed frames in, signed acks out."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import pytest
@@ -44,6 +46,28 @@ def wait_ack(link, sequence, timeout=10.0):
     wait_until(acked, timeout, what=f"ack of {sequence}")
 
 
+@contextlib.contextmanager
+def frame_observer(broker, camera_id: str = "cam1"):
+    """A plain MQTT client subscribed to a camera's frame topic: the list of the payloads the broker
+    has passed on (so it has handled them), filled as they arrive."""
+    from edgecodec.transport import mqtt as mq
+
+    payloads: list[bytes] = []
+    subscribed = threading.Event()
+    client = mq.new_client("observer", None, None, False)
+    client.on_subscribe = lambda *args: subscribed.set()
+    client.on_message = lambda c, userdata, msg: payloads.append(msg.payload)
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe(mq.topic("edgecodec", camera_id, "frame"), qos=1)
+    client.loop_start()
+    try:
+        assert subscribed.wait(10), "the observer's subscription was not acknowledged"
+        yield payloads
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def test_frames_published_by_a_camera_reach_the_hub_in_order_and_are_acknowledged(tmp_path, broker):
     with ServerThread(tmp_path, mqtt=broker.url + "/site-a") as server:
         link = open_link(link_config(broker.url + "/site-a"))  # a topic prefix of its own
@@ -76,9 +100,11 @@ def test_frames_the_broker_lost_are_never_acknowledged_and_arrive_when_resent(tm
         for seq in range(5):
             link.send_frame(seq, frame_packet(seq))
         wait_ack(link, 4)
-    for seq in range(5, 10):  # no server subscribed: the broker drops these
-        link.send_frame(seq, frame_packet(seq))
-    time.sleep(1.0)  # let paho's thread hand them to the broker before a server subscribes again
+    with frame_observer(broker) as observed:
+        for seq in range(5, 10):  # no server subscribed: the broker drops these
+            link.send_frame(seq, frame_packet(seq))
+        # The broker handled them (it passed them on to the observer) before a server subscribes again.
+        wait_until(lambda: len(observed) >= 5, 10, what="the broker to pass on frames 5..9")
     with mqtt_server(tmp_path, broker, state_dir=state) as server:
         link.send_frame(10, frame_packet(10))  # follows 9, which the server never saw
         wait_until(lambda: server.ingest.counters.get("cam1") and server.ingest.counters["cam1"].gaps == 1,
