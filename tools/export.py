@@ -76,6 +76,13 @@ def _encoder_layers(model: Codec, quality: int | None, space_to_depth: bool = Tr
     """(hidden analysis layers, hyper-analysis layers, last conv, gained last conv, s2d first) as constants."""
     ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
     ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
+    return encoder_layers(ga, ha, model.log_gain.numpy(), quality, space_to_depth)
+
+
+def encoder_layers(ga, ha, log_gain, quality: int | None, space_to_depth: bool = True):
+    """``_encoder_layers`` from plain (HWIO kernel, bias, stride) lists of the analysis (its last
+    convolution last) and the hyper-analysis, and the per-quality log-gains (Q, M)."""
+    ga, ha = list(ga), list(ha)
     ga[0] = (ga[0][0] / 255.0, ga[0][1], ga[0][2])
     s2d_first = space_to_depth and ga[0][0].shape[0] == 5 and ga[0][2] == 2
     if s2d_first:
@@ -83,7 +90,7 @@ def _encoder_layers(model: Codec, quality: int | None, space_to_depth: bool = Tr
     last = ga.pop()
     gained = last
     if quality is not None:
-        gain = np.exp(model.log_gain.numpy()[quality])
+        gain = np.exp(log_gain[quality])
         gained = (last[0] * gain, last[1] * gain, last[2])
 
     def const(layers):
@@ -113,7 +120,12 @@ def activation_ranges(model: Codec, crops, samples: int = 1 << 20, seed: int = 0
     """Per ReLU output of the encoder, the top of the int8 range that minimizes the quantization error on
     the calibration crops. Plain min/max calibration lets a few outliers in the ReLU outputs' long tails
     set the step for every value."""
-    layers = _encoder_layers(model, None)
+    return activation_ranges_from(_encoder_layers(model, None), model.cfg.hyper_from == "features", crops,
+                                  samples, seed)
+
+
+def activation_ranges_from(layers, from_features: bool, crops, samples: int = 1 << 20, seed: int = 0):
+    """``activation_ranges`` of the encoder ``encoder_layers`` describes."""
     values: dict[int, list[np.ndarray]] = {}
 
     def record(i, h):
@@ -121,11 +133,16 @@ def activation_ranges(model: Codec, crops, samples: int = 1 << 20, seed: int = 0
         return h
 
     for c in crops:
-        _analyse(tf.constant(c[None]), layers, None, model.cfg.hyper_from == "features", lambda t: t, record)
+        _analyse(tf.constant(c[None]), layers, None, from_features, lambda t: t, record)
+    return least_error_tops([np.concatenate(values[i]) for i in sorted(values)], samples, seed)
+
+
+def least_error_tops(activations: list[np.ndarray], samples: int = 1 << 20, seed: int = 0) -> list[float]:
+    """Per array of ReLU outputs, the top of the 8-bit range [0, top] with the least quantization error
+    (on a random sample of ``samples`` values)."""
     rng = np.random.default_rng(seed)
     tops = []
-    for i in sorted(values):
-        x = np.concatenate(values[i])
+    for x in activations:
         x = x[rng.integers(0, len(x), min(samples, len(x)))] if len(x) > samples else x
         peak = float(x.max())
         best, best_err = peak, np.inf
@@ -147,9 +164,13 @@ def encoder_function(model: Codec, quality: int | None, fake_quant: bool, space_
     the last convolution: h_a fed with the rounded, gained latents would starve at low qualities).
     ``act_tops`` (from ``activation_ranges``) pins each ReLU output's int8 range to [0, top].
     """
-    layers = _encoder_layers(model, quality, space_to_depth)
-    from_features = model.cfg.hyper_from == "features"
+    return encoder_function_from(_encoder_layers(model, quality, space_to_depth), quality,
+                                 model.cfg.hyper_from == "features", fake_quant, act_tops)
 
+
+def encoder_function_from(layers, quality: int | None, from_features: bool, fake_quant: bool,
+                          act_tops: list[float] | None = None):
+    """``encoder_function`` of the encoder ``encoder_layers`` describes."""
     def fq(t):
         return tf.quantization.fake_quant_with_min_max_args(t, min=-128.0, max=127.0, num_bits=8) if fake_quant else t
 
@@ -187,27 +208,39 @@ def convert_float(fn):
     return conv.convert()
 
 
-def decoder_function(g_s, latent: int):
-    """Synthesis with IGDN written as a 1x1 convolution, which TFLite runs far faster than a tensordot."""
+def synthesis_steps(g_s) -> list[tuple]:
+    """A Keras synthesis as ``decoder_from_steps`` steps."""
     steps = []
     for layer in g_s.layers:
         if isinstance(layer, tf.keras.layers.Conv2D):
-            steps.append(("conv", tf.constant(layer.kernel.numpy()), tf.constant(layer.bias.numpy())))
+            steps.append(("conv", layer.kernel.numpy(), layer.bias.numpy()))
         elif isinstance(layer, IGDN):
-            gamma = np.square(layer.gamma_p.numpy())[None, None]
-            beta = np.square(layer.beta_p.numpy()) + 1e-6
-            steps.append(("igdn", tf.constant(gamma), tf.constant(beta)))
+            steps.append(("igdn", np.square(layer.gamma_p.numpy()), np.square(layer.beta_p.numpy()) + 1e-6))
         else:
-            steps.append(("d2s", None, None))
+            steps.append(("d2s",))
+    return steps
+
+
+def decoder_function(g_s, latent: int):
+    return decoder_from_steps(synthesis_steps(g_s), latent)
+
+
+def decoder_from_steps(steps: list[tuple], latent: int):
+    """The float synthesis from plain steps: ("conv", HWIO kernel, bias), ("d2s",), ("igdn", gamma (C_in,
+    C_out), beta) and ("res", kernel1, bias1, kernel2, bias2) for x + conv2(relu(conv1(x))). IGDN is written
+    as a 1x1 convolution, which TFLite runs far faster than a tensordot."""
+    const = [tuple(tf.constant(np.asarray(a, np.float32)) for a in step[1:]) for step in steps]
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, latent], tf.float32, name="latent")])
     def decode(y_hat):
         x = y_hat
-        for kind, a, b in steps:
+        for (kind, *_), args in zip(steps, const):
             if kind == "conv":
-                x = conv_apply(x, a, b, 1)
+                x = conv_apply(x, args[0], args[1], 1)
             elif kind == "igdn":
-                x = x * tf.sqrt(tf.nn.conv2d(tf.square(x), a, 1, "SAME") + b)
+                x = x * tf.sqrt(tf.nn.conv2d(tf.square(x), args[0][None, None], 1, "SAME") + args[1])
+            elif kind == "res":
+                x = x + conv_apply(tf.nn.relu(conv_apply(x, args[0], args[1], 1)), args[2], args[3], 1)
             else:
                 x = tf.nn.depth_to_space(x, 2)
         return {"image": tf.clip_by_value(x, 0.0, 1.0) * 255.0}
@@ -235,8 +268,15 @@ def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
         k, b = kernels[-1]
         kernels[-1] = (np.concatenate([k, model.h_mean.kernel.numpy()], axis=3),
                        np.concatenate([b, model.h_mean.bias.numpy()]))
-    latent = model.cfg.latent
-    gains = np.exp(model.log_gain.numpy().astype(np.float64))
+    peaks = [np.percentile(np.concatenate([a[i].ravel() for a in acts]), 99.999) for i in range(len(layers) - 1)]
+    return quantize_hyper_arrays(kernels, peaks, model.cfg.latent, np.exp(model.log_gain.numpy().astype(np.float64)),
+                                 model.cfg.mean)
+
+
+def quantize_hyper_arrays(kernels, peaks, latent: int, gains: np.ndarray, mean: bool) -> dict:
+    """``quantize_hyper`` from plain arrays: the layers' (HWIO kernel, bias), the last one's outputs being
+    the latents' log-scales then (with ``mean``) their means; each hidden layer's activation peak (its
+    int8 range); the per-quality gains (Q, M)."""
     out = {}
     s_in = 1.0
     for i, (w, b) in enumerate(kernels):
@@ -247,14 +287,13 @@ def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
         b_q = np.round(b / (s_in * s_w)).astype(np.int64)
         out[f"w{i}"] = w_q
         out[f"b{i}"] = b_q
-        if i < len(layers) - 1:
-            peak = np.percentile(np.concatenate([a[i].ravel() for a in acts]), 99.999)
-            s_out = max(float(peak), 1e-6) / 127.0
+        if i < len(kernels) - 1:
+            s_out = max(float(peaks[i]), 1e-6) / 127.0
             mult = s_in * s_w / s_out
         else:
             s_out = None
             mult = s_in * s_w[:latent] / contract.log_scale_step()
-            if model.cfg.mean:
+            if mean:
                 out["mean_mult"] = np.round(s_in * s_w[latent:] * gains * 2.0 ** HYPER_SHIFT).astype(np.int64)
         out[f"m{i}"] = np.round(mult * 2.0 ** HYPER_SHIFT).astype(np.int64)
         s_in = s_out
@@ -268,10 +307,14 @@ def quantize_context(model: Codec):
     gain of each input channel folded in), with multipliers and offsets into the fixed-point units of the
     hyper-synthesis' last layer: 2^24 per table-index step for the first half, 2^24 per unit of the gained
     mean for the second (``edgecodec.models.context``)."""
-    taps = model.ctx.taps.numpy().astype(np.float64)
-    bias = model.ctx.bias.numpy().astype(np.float64)
-    latent = model.cfg.latent
-    gains = np.exp(model.log_gain.numpy().astype(np.float64))
+    return quantize_context_arrays(model.ctx.taps.numpy(), model.ctx.bias.numpy(), model.cfg.latent,
+                                   np.exp(model.log_gain.numpy().astype(np.float64)))
+
+
+def quantize_context_arrays(taps: np.ndarray, bias: np.ndarray, latent: int, gains: np.ndarray) -> dict:
+    """``quantize_context`` from plain arrays: taps (4, M, 2M) in ``context.TAPS`` order, bias (2M), gains (Q, M)."""
+    taps = taps.astype(np.float64)
+    bias = bias.astype(np.float64)
     one = 2.0 ** HYPER_SHIFT
     weights, mults, offsets = [], [], []
     for gain in gains:
