@@ -115,3 +115,17 @@ def test_training_step_is_finite_and_a_new_model_is_the_same_from_the_same_seed(
     loss.backward()
     assert torch.isfinite(loss) and (bpp > 0).all() and (mse > 0).all()
     assert all(torch.isfinite(p.grad).all() for p in a.parameters() if p.grad is not None)
+
+
+def test_the_shipped_models_multiply_accumulates_are_the_figures_the_budgets_start_from():
+    from edgecodec.models import ModelBundle, contract
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
+    from bench_codec import model_gmacs
+
+    manifest = ModelBundle.load().manifest
+    assert round(contract.gmacs(manifest["config"])["edge_encoder"], 2) == 1.08
+    assert model_gmacs(manifest, "full", "full")["decoder"] == pytest.approx(2.92, abs=0.005)
+    assert model_gmacs(manifest, "fast", "live") == {"encoder": pytest.approx(0.41, abs=0.01),
+                                                     "entropy_model": pytest.approx(0.31, abs=0.01),
+                                                     "decoder": pytest.approx(0.44, abs=0.01)}

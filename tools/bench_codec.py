@@ -30,6 +30,7 @@ from edgecodec import entropy  # noqa: E402
 from edgecodec.codec import Codec, pad_image  # noqa: E402
 from edgecodec.evaluate import list_images, psnr  # noqa: E402
 from edgecodec.imageio import read_image  # noqa: E402
+from edgecodec.models import contract  # noqa: E402
 
 W, H = 640, 480
 
@@ -87,6 +88,21 @@ def take_turns(tasks: dict, passes: int, seconds: float) -> dict:
     return out
 
 
+def model_gmacs(manifest: dict, analysis: str, decoder: str) -> dict:
+    """GMAC per 640x480 frame of the parts this run uses (``contract.gmacs``): the fast analysis and the
+    live synthesis with the widths their manifest entries give."""
+    config = dict(manifest["config"])
+    if analysis == "fast":
+        w1, w2 = manifest["fast_encoder"]["widths"]
+        config["n_enc"] = [w1, w2, config["n_enc"][2]]
+    if decoder == "live":
+        config["n_dec"] = manifest["live_decoder"]["widths"]
+        config["dec_res"] = [0] * len(config["n_dec"])
+    g = contract.gmacs(config, H, W)
+    return {"encoder": round(g["edge_encoder"], 3), "entropy_model": round(g["hyper_synthesis"] + g["context"], 3),
+            "decoder": round(g["synthesis"], 3)}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", help="folder of images to crop 640x480 frames from (default: synthetic)")
@@ -131,6 +147,7 @@ def main(argv=None):
 
     res = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "gmac": model_gmacs(bundle.manifest, args.analysis, args.decoder),
         "frame": f"{W}x{H}", "frames": len(frames), "quality": q, "encoder": args.encoder,
         "analysis": args.analysis, "decoder": args.decoder,
         "source": args.frames or "synthetic",
@@ -182,6 +199,9 @@ def main(argv=None):
     jp = res["jpeg"]
     print(f"{W}x{H}, {len(frames)} frames ({res['source']}), quality {q}, {args.threads} threads, "
           f"median of {res['passes']} passes")
+    gm = res["gmac"]
+    print(f"GMAC a frame: encoder {gm['encoder']:.2f} ({res['analysis']} analysis), entropy model "
+          f"{gm['entropy_model']:.2f}, decoder {gm['decoder']:.2f} ({res['decoder']} synthesis)")
     print(f"edgecodec: encode {ec['encode_fps']:.1f} fps ({res['analysis']} {res['encoder']} encoder), "
           f"decode {ec['decode_fps']:.1f} fps ({res['decoder']} decoder), "
           f"{ec['bpp']:.3f} bpp, {ec['psnr']:.2f} dB")

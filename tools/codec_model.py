@@ -32,12 +32,18 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pathlib
+import sys
+
 import numpy as np
 import tensorflow as tf
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from edgecodec.models import contract  # noqa: E402
+
 # Nine lambdas log-spaced (ratio about 2.2) from 0.00032 to 0.18, for about 0.1 to 1.5 bpp on Kodak.
 LAMBDAS = (0.00032, 0.0007, 0.00155, 0.00342, 0.00755, 0.0167, 0.0369, 0.0815, 0.18)
-SCALE_MIN = 0.11
+SCALE_MIN = contract.SCALE_MIN
 LIKELIHOOD_MIN = 1e-9
 LATENT_CLIP = 127.0
 
@@ -95,7 +101,7 @@ class IGDN(tf.keras.layers.Layer):
 
 
 # The 3x3 taps that hold a non-anchor latent's four anchor neighbours (up, left, right, down).
-CROSS_TAPS = ((0, 1), (1, 0), (1, 2), (2, 1))
+CROSS_TAPS = contract.CONTEXT_TAPS
 
 
 def anchor_mask(height, width):

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +36,13 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from torch import nn
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the runtime's contract, also uninstalled
+from edgecodec.models import contract  # noqa: E402
+
 # Nine lambdas log-spaced (ratio about 2.34) from 0.00028 to 0.25: v1's range widened at both ends, for
 # about 0.1 bpp at quality 0 and above 36 dB at quality 8 on Kodak once the transforms have the capacity.
 LAMBDAS = tuple(round(0.00028 * (0.25 / 0.00028) ** (i / 8), 6) for i in range(9))
-SCALE_MIN = 0.11  # edgecodec.models.contract.SCALE_MIN: the smallest table the coder has
+SCALE_MIN = contract.SCALE_MIN  # the smallest table the coder has
 Z_CLIP = 127.0  # hyper-latents are int8 symbols
 # Latents leave the int8 network through an exact integer last layer (not an int8 tensor), so they are not
 # held to +-127; this bound only keeps them within int16 and the coder's escape range.
@@ -45,7 +50,7 @@ Y_CLIP = 4095.0
 # The checkerboard context reads the anchors clipped to int8, so that the runtime's exact int8 products
 # (edgecodec.models.int8: magnitudes up to 128) can compute it whatever the latents' range.
 CTX_CLIP = 127.0
-CROSS_TAPS = ((0, 1), (1, 0), (1, 2), (2, 1))  # the 3x3 taps of a non-anchor's four anchor neighbours
+CROSS_TAPS = contract.CONTEXT_TAPS  # the 3x3 taps of a non-anchor's four anchor neighbours, in export order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,20 +229,5 @@ def rd_loss(model: Codec, x, quality, lambdas):
 
 
 def macs(cfg: Config, height=480, width=640) -> dict:
-    """Multiply-accumulates per frame of each deployed part, in GMAC, counted from the layer shapes as the
-    runtime runs them: the first analysis layer as space-to-depth + conv3x3 over 12 channels (the int8
-    export's form), GDN as its C x C product per pixel."""
-    n1, n2, n3 = cfg.n_enc
-    p = lambda s: math.ceil(height / s) * math.ceil(width / s)  # noqa: E731  pixels at stride s
-    conv = lambda s, k, cin, cout: p(s) * k * k * cin * cout  # noqa: E731
-    analysis = conv(2, 3, 12, n1) + conv(4, 3, n1, n2) + conv(8, 3, n2, n3) + conv(16, 3, n3, cfg.latent)
-    hyper_a = conv(16, 3, n3, cfg.hyper) + conv(32, 3, cfg.hyper, cfg.hyper) + conv(64, 3, cfg.hyper,
-                                                                                  cfg.hyper_latent)
-    synthesis, s, cin = 0, 16, cfg.latent
-    for w, res in zip(cfg.n_dec, cfg.dec_res):
-        synthesis += conv(s, 3, cin, 4 * w)
-        s //= 2
-        synthesis += p(s) * w * w + res * 2 * conv(s, 3, w, w)
-        cin = w
-    synthesis += conv(s, 3, cin, 12)
-    return {"edge_encoder": (analysis + hyper_a) / 1e9, "synthesis": synthesis / 1e9}
+    """GMAC per frame of each deployed part (``edgecodec.models.contract.gmacs``)."""
+    return contract.gmacs(cfg.to_dict(), height, width)

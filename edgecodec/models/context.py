@@ -15,10 +15,10 @@ from functools import lru_cache
 import numpy as np
 
 from edgecodec.errors import ModelError
-from edgecodec.models import int8
+from edgecodec.models import contract, int8
 from edgecodec.models.blas import matmul
 
-TAPS = 4
+TAPS = len(contract.CONTEXT_TAPS)
 # Latents are int8 ([-128, 127]); weights are in [-127, 127]. A sum of TAPS * channels such products
 # must stay below 2**24 to be exact in float32.
 MAX_CHANNELS = (1 << 24) // (TAPS * 128 * 127)
@@ -74,7 +74,8 @@ class CheckerboardContext:
         padded.reshape(h + 2, stride, m)[1:-1, 1:-1] = np.clip(y, -128, 127)
         rows = np.asarray(rows, np.int64)
         centre = (rows // w + 1) * stride + rows % w + 1
-        gathered = padded[centre[:, None] + np.array([-stride, -1, 1, stride])]  # (N, up/left/right/down, M)
+        offsets = np.array([(r - 1) * stride + c - 1 for r, c in contract.CONTEXT_TAPS])
+        gathered = padded[centre[:, None] + offsets]  # (N, TAPS, M)
         gathered = gathered.reshape(len(rows), TAPS * m)
         if self._packed is not None:
             return int8.matmul(gathered, self._packed[quality], True, threads)

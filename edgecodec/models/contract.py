@@ -42,6 +42,10 @@ MEAN_STEPS = 8
 # ceil(1/4) of y (stride-2 'same' convolutions). The hyper-synthesis output is cropped to y's size.
 ALIGN = 16
 
+# The checkerboard context's taps: a non-anchor latent's four anchor neighbours as (row, column) of a 3x3
+# window centred on it (up, left, right, down), in the order of the taps in ``hyper.npz``'s ``ctx_w``.
+CONTEXT_TAPS = ((0, 1), (1, 0), (1, 2), (2, 1))
+
 # Fixed-point precision of the integer hyper-synthesis requantization multipliers.
 HYPER_SHIFT = 24
 ACT_MAX = 127
@@ -86,3 +90,34 @@ def latent_pmfs(mean_steps: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
             offsets.append(-r)
             lengths.append(len(v))
     return np.array(pmfs), np.array(offsets, np.int32), np.array(lengths, np.int32)
+
+
+def gmacs(config: dict, height: int = 480, width: int = 640) -> dict:
+    """Multiply-accumulates (in GMAC) of a frame through each part of a model with this manifest
+    ``config``, counted from the layer shapes as the runtime runs them: the int8 encoder (analysis, its
+    first layer as space-to-depth + 3x3 over 12 channels, and hyper-analysis), the hyper-synthesis and the
+    checkerboard context (integer, on both sides), and the float synthesis (inverse GDN as its C x C
+    product per pixel). A machine's speed does not change these figures."""
+    n1, n2, n3 = config["n_enc"]
+    latent, hyper, hyper_latent = config["latent"], config["hyper"], config["hyper_latent"]
+
+    def pixels(stride):
+        return math.ceil(height / stride) * math.ceil(width / stride)
+
+    def conv(stride, cin, cout, k=3):
+        return pixels(stride) * k * k * cin * cout
+
+    analysis = conv(2, 12, n1) + conv(4, n1, n2) + conv(8, n2, n3) + conv(16, n3, latent)
+    hyper_analysis = conv(16, n3, hyper) + conv(32, hyper, hyper) + conv(64, hyper, hyper_latent)
+    hyper_synthesis = conv(64, hyper_latent, 4 * hyper) + conv(32, hyper, 4 * hyper) + conv(16, hyper, 2 * latent)
+    context = pixels(16) // 2 * 4 * latent * 2 * latent if config.get("context", True) else 0
+    synthesis, stride, cin = 0, 16, latent
+    for w, res in zip(config["n_dec"], config.get("dec_res", (0,) * len(config["n_dec"]))):
+        synthesis += conv(stride, cin, 4 * w)
+        stride //= 2
+        synthesis += pixels(stride) * w * w + res * 2 * conv(stride, w, w)
+        cin = w
+    synthesis += conv(stride, cin, 12)
+    return {name: value / 1e9 for name, value in (
+        ("edge_encoder", analysis + hyper_analysis), ("hyper_synthesis", hyper_synthesis),
+        ("context", context), ("synthesis", synthesis))}
