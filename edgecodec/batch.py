@@ -92,30 +92,41 @@ def decode_batch(tasks: Iterable[DecodeTask], *, model_dir=None, jobs: int = 1,
     """
     tasks = list(tasks)
     threads = threads or default_threads(jobs)
-    total = len(tasks)
+    results = in_workers(_run_task, tasks, _init_worker, (model_dir, threads, decoder), jobs,
+                         chunksize=max(1, min(8, len(tasks) // (max(jobs, 1) * 8))))
+    yield from counted(results, len(tasks), progress, summary)
+
+
+def in_workers(work: Callable, tasks: list, init: Callable, init_args: tuple, jobs: int,
+               chunksize: int = 1) -> Iterator:
+    """``work(task)`` of every task, in order: in this process (``jobs`` 1), else in a pool of ``jobs``
+    spawned processes, each set up by ``init(*init_args)`` (this process too, first: a bad model fails
+    once, not in every worker). The pool is ended when the iteration ends or is abandoned."""
+    init(*init_args)
+    if jobs <= 1 or len(tasks) <= 1:
+        yield from map(work, tasks)
+        return
+    pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(tasks)), initializer=init, initargs=init_args)
+    try:
+        yield from pool.imap(work, tasks, chunksize=chunksize)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def counted(results: Iterable[DecodeResult], total: int, progress: Optional[Progress] = None,
+            summary: Optional[BatchSummary] = None) -> Iterator[DecodeResult]:
+    """``results`` passed on, reported to ``progress`` (done, total) and added to ``summary``."""
     started = time.perf_counter()
     if progress:
         progress(0, total)
-    _init_worker(model_dir, threads, decoder)  # here too: a bad model fails once, not in every worker
-    if jobs <= 1 or total <= 1:
-        results = map(_run_task, tasks)
-        pool = None
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ctx.Pool(min(jobs, total), initializer=_init_worker, initargs=(model_dir, threads, decoder))
-        results = pool.imap(_run_task, tasks, chunksize=max(1, min(8, total // (jobs * 8))))
-    try:
-        for done, result in enumerate(results, 1):
-            if summary is not None:
-                summary.add(result)
-                summary.seconds = time.perf_counter() - started
-            if progress:
-                progress(done, total)
-            yield result
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    for done, result in enumerate(results, 1):
+        if summary is not None:
+            summary.add(result)
+            summary.seconds = time.perf_counter() - started
+        if progress:
+            progress(done, total)
+        yield result
 
 
 def decode_files(inputs, outputs, **options) -> BatchSummary:

@@ -18,7 +18,6 @@ import datetime as dt
 import glob
 import os
 import pathlib
-import multiprocessing
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ import cv2
 import numpy as np
 
 from edgecodec import bitstream
-from edgecodec.batch import BatchSummary, DecodeResult, default_threads
+from edgecodec.batch import BatchSummary, DecodeResult, counted, default_threads, in_workers
 from edgecodec.errors import EdgecodecError, ModelMismatchError
 from edgecodec.recording import SUFFIX, Damage, Frame, RecordingError, RecordingReader
 from edgecodec.videowriter import SUFFIXES as VIDEO_SUFFIXES
@@ -290,32 +289,8 @@ def decode_groups(groups: list[list[GroupItem]], *, model_dir=None, jobs: int = 
     reference missing) yields ``ok=False`` with the reason; the next key frame starts afresh."""
     threads = threads or default_threads(jobs)
     total = sum(item.show for g in groups for item in g)
-    started = time.perf_counter()
-    if progress:
-        progress(0, total)
-    _init_worker(model_dir, threads, decoder)  # here too: a bad model fails once, not in every worker
-    pool = None
-    if jobs <= 1 or len(groups) <= 1:
-        batches = map(_decode_group, groups)
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ctx.Pool(min(jobs, len(groups)), initializer=_init_worker, initargs=(model_dir, threads, decoder))
-        batches = pool.imap(_decode_group, groups)
-    done = 0
-    try:
-        for batch in batches:
-            for result in batch:
-                done += 1
-                if summary is not None:
-                    summary.add(result)
-                    summary.seconds = time.perf_counter() - started
-                if progress:
-                    progress(done, total)
-                yield result
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    batches = in_workers(_decode_group, groups, _init_worker, (model_dir, threads, decoder), jobs)
+    yield from counted((result for batch in batches for result in batch), total, progress, summary)
 
 
 # --- in the worker --------------------------------------------------------------------------------

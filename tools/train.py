@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from codec_model import Codec, Config  # noqa: E402
-from train_data import IMAGE_SUFFIXES, batches, load_images  # noqa: E402,F401  (re-exported)
+from train_data import IMAGE_SUFFIXES, batches, load_images, rd_summary  # noqa: E402,F401  (re-exported)
 from weights_math import per_quality_rows  # noqa: E402
 
 def save_weights_npz(model, path):
@@ -79,17 +79,6 @@ def rd_loss(model, x_u8, quality, lambdas):
     bpp = (bits_y + bits_z) / pixels
     loss = tf.reduce_mean(bpp + tf.gather(lambdas, quality) * 255.0 ** 2 * mse)
     return loss, bpp, mse
-
-
-def rd_summary(records, n_q: int) -> str:
-    """Per quality, mean bpp and PSNR of (quality, bpp, mse) records."""
-    parts = []
-    for q in range(n_q):
-        mine = [(b, m) for rq, b, m in records if rq == q]
-        if mine:
-            b, m = np.mean(mine, axis=0)
-            parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
-    return " ".join(parts)
 
 
 def add_part_options(ap: argparse.ArgumentParser, part: str, widths: str, widths_help: str, batch: int,

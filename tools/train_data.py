@@ -1,5 +1,6 @@
-"""Training images: loading folders and drawing augmented crops. No framework imports, so the TensorFlow
-(v1) and PyTorch (v2) training scripts and the GPU round's packer share it."""
+"""Training images (loading folders, drawing augmented crops, packing them) and the per-quality summary of
+a training log line. No framework imports, so the TensorFlow (v1) and PyTorch (v2) training scripts and
+the GPU round's packer share it."""
 from __future__ import annotations
 
 import pathlib
@@ -81,3 +82,14 @@ def load_pack(path) -> np.ndarray:
             raise SystemExit(f"{path}: crop {i} does not decode to {crop}x{crop}")
         out[i] = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return out
+
+
+def rd_summary(records, n_q: int) -> str:
+    """Per quality, mean bpp and PSNR of (quality, bpp, mse) records."""
+    parts = []
+    for q in range(n_q):
+        mine = [(b, m) for rq, b, m in records if rq == q]
+        if mine:
+            b, m = np.mean(mine, axis=0)
+            parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
+    return " ".join(parts)

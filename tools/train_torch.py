@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from torch_codec import Codec, Config, rd_loss  # noqa: E402
-from train_data import batches, load_images, load_pack  # noqa: E402
+from train_data import batches, load_images, load_pack, rd_summary  # noqa: E402
 
 SEED = 20261204
 # (first step, learning rate): Adam's rate from that step on, after a linear warm-up over WARMUP steps.
@@ -91,16 +91,6 @@ def write_checkpoint(run: pathlib.Path, model, opt, step, meta) -> None:
     np.savez(run / "weights.tmp.npz", **state_arrays(model))
     os.replace(run / "weights.tmp.npz", run / "weights.npz")
     (run / "weights.json").write_text(json.dumps({"step": step, **meta}, indent=1))
-
-
-def rd_summary(records, n_q: int) -> str:
-    parts = []
-    for q in range(n_q):
-        mine = [(b, m) for rq, b, m in records if rq == q]
-        if mine:
-            b, m = np.mean(mine, axis=0)
-            parts.append(f"q{q}:{b:.3f}bpp/{10 * np.log10(1 / max(m, 1e-10)):.2f}dB")
-    return " ".join(parts)
 
 
 def main(argv=None):
