@@ -9,8 +9,8 @@ PACKAGE = REPO / "edgecodec"
 
 # Bottom to top; a unit may import from its own unit and from lower layers only (docs/architecture.md).
 LAYERS = [
-    {"__init__", "errors", "latest", "testscene"},
-    {"bitstream", "entropy", "imageio", "videowriter"},
+    {"__init__", "errors", "latest", "sdnotify", "testscene"},
+    {"bitstream", "entropy", "imageio", "options", "videowriter"},
     {"models"},
     {"codec"},
     {"temporal", "evaluate", "recording", "transport"},

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from edgecodec.edge import journal, service
-from edgecodec.edge.sdnotify import Notifier
+from edgecodec.sdnotify import Notifier
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -1,38 +1,23 @@
 """The edge's configuration: one table of options, read from a TOML file and overridden by CLI flags.
 
 Each section is a frozen dataclass whose fields carry their default, flag, help and check; the
-TOML reader, the argparse flags and ``--check-config`` are all generated from them, so an option
-is declared in exactly one place. Configuration is plain data: nothing here opens a camera.
+TOML reader, the argparse flags and ``--check-config`` are all generated from them
+(``edgecodec.options``, shared with the server's table), so an option is declared in exactly one
+place. Configuration is plain data: nothing here opens a camera.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import os
 import pathlib
 import socket
-import sys
 import urllib.parse
-from typing import Any, Callable, Optional
+from typing import Optional
 
-from edgecodec.errors import ConfigError, EdgecodecError, not_utf8
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-
-def opt(default, flag: str, help: str, check: Optional[Callable[[Any], Optional[str]]] = None,
-        metavar: Optional[str] = None):
-    """Declare one option; ``check(value)`` returns an explanation when the value is invalid."""
-    return dataclasses.field(default=default, metadata={"flag": flag, "help": help, "check": check,
-                                                        "metavar": metavar})
-
-
-def between(lo: float, hi: float) -> Callable[[Any], Optional[str]]:
-    return lambda v: None if lo <= v <= hi else f"must be between {lo:g} and {hi:g}"
+from edgecodec.errors import EdgecodecError
+from edgecodec.options import OptionTable, between, opt  # noqa: F401  (opt, between: for callers)
+from edgecodec.transport.base import DEFAULT_PORT
 
 
 def _camera_id(value: str) -> Optional[str]:
@@ -135,7 +120,7 @@ class EncodeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ConnectionConfig:
-    server: str = opt("tcp://127.0.0.1:7878", "--server", "where to send frames: tcp://HOST:PORT, "
+    server: str = opt(f"tcp://127.0.0.1:{DEFAULT_PORT}", "--server", "where to send frames: tcp://HOST:PORT, "
                       "tls://HOST:PORT, mqtt://HOST:PORT[/PREFIX], mqtts://..., or 'none' (serial bridge only)",
                       _server_url, "URL")
     secret_file: str = opt("", "--secret-file", "file holding this camera's secret", None, "PATH")
@@ -200,117 +185,23 @@ class EdgeConfig:
     bridge: BridgeConfig = dataclasses.field(default_factory=BridgeConfig)
 
 
-SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(EdgeConfig)}
-
-
 def _options():
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            yield section, f
-
-
-def _field_type(f: dataclasses.Field) -> type:
-    return {"str": str, "int": int, "float": float, "bool": bool}[f.type if isinstance(f.type, str)
-                                                                  else f.type.__name__]
+    return TABLE.options()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per option; flags given on the command line override the file."""
-    for section, f in _options():
-        meta = f.metadata
-        kind = _field_type(f)
-        group_help = f"{meta['help']} [{section}] {f.name}, default {f.default!r}"
-        if kind is bool:
-            parser.add_argument(meta["flag"], dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                                action=argparse.BooleanOptionalAction, help=group_help)
-        else:
-            parser.add_argument(meta["flag"], dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
-                                type=kind, metavar=meta["metavar"], help=group_help)
-
-
-def _coerce(value: Any, kind: type) -> Any:
-    """TOML value -> option type; integers are accepted where a float is expected."""
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is bool and not isinstance(value, bool):
-        raise TypeError
-    if kind in (int, str) and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise TypeError
-    if kind is float and not isinstance(value, float):
-        raise TypeError
-    return value
+    TABLE.add_arguments(parser)
 
 
 def read_file(path: str) -> tuple[dict, list[str]]:
     """Parse a TOML config into {section: {key: value}}; return it with a list of problems."""
-    try:
-        with open(path, "rb") as fh:
-            doc = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise not_utf8(path, exc) from None
-    values: dict[str, dict] = {}
-    errors = []
-    for section, table in doc.items():
-        if section not in SECTIONS:
-            hint = difflib.get_close_matches(section, SECTIONS, 1)
-            errors.append(f"{path}: unknown section [{section}]"
-                          + (f" (did you mean [{hint[0]}]?)" if hint else
-                             f"; sections are {', '.join(SECTIONS)}"))
-            continue
-        if not isinstance(table, dict):
-            errors.append(f"{path}: {section} must be a table: [{section}]")
-            continue
-        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
-        for key, value in table.items():
-            if key not in fields:
-                hint = difflib.get_close_matches(key, fields, 1)
-                errors.append(f"{path}: [{section}] unknown option {key!r}"
-                              + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-                continue
-            kind = _field_type(fields[key])
-            try:
-                values.setdefault(section, {})[key] = _coerce(value, kind)
-            except TypeError:
-                errors.append(f"{path}: [{section}] {key} = {value!r}: must be {_a(kind)}")
-    return values, errors
-
-
-def _a(kind: type) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+    return TABLE.read_file(path)
 
 
 def load(path: Optional[str] = None, args: Optional[argparse.Namespace] = None) -> EdgeConfig:
     """Defaults, then the TOML file, then CLI flags; raise ConfigError listing every problem."""
-    values: dict[str, dict] = {}
-    errors: list[str] = []
-    if path:
-        values, errors = read_file(path)
-    if args is not None:
-        for section, f in _options():
-            dest = f"{section}.{f.name}"
-            if dest in vars(args):
-                values.setdefault(section, {})[f.name] = getattr(args, dest)
-    sections = {}
-    for section, cls in SECTIONS.items():
-        given = values.get(section, {})
-        for f in dataclasses.fields(cls):
-            check = f.metadata["check"]
-            value = given.get(f.name, f.default)
-            problem = check(value) if check else None
-            if problem:
-                origin = "flag " + f.metadata["flag"] if args is not None and \
-                    f"{section}.{f.name}" in vars(args) else f"[{section}] {f.name}"
-                errors.append(f"{origin} = {value!r}: {problem}")
-        sections[section] = cls(**given)
-    config = EdgeConfig(**sections)
-    errors += _cross_checks(config)
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    return config
+    return TABLE.load(path, args)
 
 
 NO_SERVER = "none"  # [link] server = "none": frames leave over the serial bridge only
@@ -362,19 +253,8 @@ def spool_dir(config: EdgeConfig, environ=None) -> pathlib.Path:
 
 def to_toml(config: EdgeConfig) -> str:
     """The effective configuration as TOML (secrets masked): what ``--check-config`` prints."""
-    lines = []
-    for section in SECTIONS:
-        lines.append(f"[{section}]")
-        for f in dataclasses.fields(SECTIONS[section]):
-            value = getattr(getattr(config, section), f.name)
-            if f.name == "secret" and value:
-                value = "********"
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, str):
-                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-            else:
-                text = repr(value)
-            lines.append(f"{f.name} = {text}")
-        lines.append("")
-    return "\n".join(lines)
+    return TABLE.to_toml(config)
+
+
+TABLE = OptionTable(EdgeConfig, _cross_checks)
+SECTIONS: dict[str, type] = TABLE.sections

@@ -9,7 +9,7 @@ from typing import Optional
 
 from edgecodec.edge.config import EdgeConfig
 from edgecodec.edge.pipeline import EdgePipeline
-from edgecodec.edge.sdnotify import Notifier
+from edgecodec.sdnotify import Notifier
 from edgecodec.errors import EdgecodecError
 from edgecodec.transport import AuthRefused
 

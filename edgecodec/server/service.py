@@ -16,17 +16,23 @@ import time
 from typing import Callable, Optional
 
 from edgecodec.errors import ConfigError
+from edgecodec.sdnotify import Notifier
+from edgecodec.server.config import DEFAULTS, HTTP_DEFAULT_PORT
 from edgecodec.server.hub import FrameHub
 from edgecodec.server.ingest import Ingest, ServerLimits, Watermarks
 from edgecodec.transport import auth
+from edgecodec.transport.base import DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class ServerConfig:
+    """What ``EdgeServer`` runs on, built from the option table by ``server.config.server_config``;
+    the defaults are the table's (None where the table has '' or 0 for "off")."""
+
     secrets_file: str
-    listen: Optional[str] = "0.0.0.0:7878"  # None: no TCP listener (MQTT only)
+    listen: Optional[str] = DEFAULTS.ingest.listen  # None: no TCP listener (MQTT only)
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
     mqtt: Optional[str] = None
@@ -39,11 +45,11 @@ class ServerConfig:
     probe_warmup_s: float = 0.0
     probe_cameras: Optional[list] = None
     model: Optional[str] = None
-    decode_threads: int = 1
-    decoder: str = "auto"  # synthesis for the live view and the probe (see Codec.load)
+    decode_threads: int = DEFAULTS.decode.threads
+    decoder: str = DEFAULTS.decode.decoder  # synthesis for the live view and the probe (see Codec.load)
     record: Optional[str] = None
-    record_rotate_bytes: int = 512 << 20
-    record_rotate_seconds: float = 3600.0
+    record_rotate_bytes: int = int(DEFAULTS.record.rotate_mb * (1 << 20))
+    record_rotate_seconds: float = DEFAULTS.record.rotate_minutes * 60
     retain_days: Optional[float] = None  # with record: delete recordings older than this (None: keep)
     retain_gb: Optional[float] = None  # with record: keep at most this much per camera (None: no limit)
     retention_interval_s: float = 60.0
@@ -51,10 +57,10 @@ class ServerConfig:
     http_users: Optional[str] = None  # TOML file with a [viewers] table: the live view asks for a password
     http_tls: bool = False  # serve the live view over HTTPS with tls_cert / tls_key
     port_file: Optional[str] = None
-    status_interval: float = 60.0  # seconds between per-camera status lines; 0 = never
+    status_interval: float = DEFAULTS.service.status_interval  # seconds between per-camera status lines; 0 = never
 
 
-def parse_host_port(text: str, default_port: int = 7878) -> tuple[str, int]:
+def parse_host_port(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = text, str(default_port)
@@ -93,7 +99,7 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
             from edgecodec import web
         except ImportError:
             raise ConfigError("--http needs edgecodec.web, which this build does not have") from None
-        host, port = parse_host_port(config.http, 8080)
+        host, port = parse_host_port(config.http, HTTP_DEFAULT_PORT)
         if config.http_tls and not config.tls_cert:
             raise ConfigError("--http-tls needs --tls-cert")
         viewers = web.Viewers.load(config.http_users) if config.http_users else None
@@ -105,8 +111,10 @@ def desktop_consumers(hub: FrameHub, config: ServerConfig) -> list:
 
 
 class EdgeServer:
-    def __init__(self, config: ServerConfig, hub: Optional[FrameHub] = None):
+    def __init__(self, config: ServerConfig, hub: Optional[FrameHub] = None,
+                 notifier: Optional[Notifier] = None):
         self.config = config
+        self.notifier = notifier or Notifier()  # systemd: READY=1 once listening, WATCHDOG=1 while the loop runs
         self.hub = hub or FrameHub()
         self.ingest = Ingest(self.hub, auth.load_secrets(config.secrets_file),
                              Watermarks(config.state_dir), config.limits)
@@ -162,19 +170,42 @@ class EdgeServer:
                 os.replace(tmp, cfg.port_file)
             if on_ready:
                 on_ready(self)
-            while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), cfg.status_interval or None)
-                except asyncio.TimeoutError:
-                    self.log_status()
+            await self._serve_until(stop)
             log.info("stopping")
         finally:
+            self.notifier.stopping("stopping")
             for close in reversed(closers):
                 result = close()
                 if asyncio.iscoroutine(result):
                     await result
             self.ingest.watermarks.flush()
         return self.figures()
+
+    async def _serve_until(self, stop: asyncio.Event) -> None:
+        """Tell systemd the server is ready, then until ``stop``: a watchdog ping a third of the watchdog
+        interval apart (the event loop answering is what it proves) and a status line every
+        ``status_interval`` seconds."""
+        where = f"TCP {self.address[0]}:{self.address[1]}" if self.address else "MQTT only"
+        self.notifier.ready(f"accepting cameras on {where}")
+        watchdog = self.notifier.watchdog_interval()
+        status_every = self.config.status_interval or None
+        loop = asyncio.get_running_loop()
+        next_status = loop.time() + status_every if status_every else None
+        while not stop.is_set():
+            now = loop.time()
+            waits = [w for w in (watchdog / 3 if watchdog else None,
+                                 next_status - now if next_status is not None else None) if w is not None]
+            try:
+                await asyncio.wait_for(stop.wait(), max(0.0, min(waits)) if waits else None)
+            except asyncio.TimeoutError:
+                pass
+            if stop.is_set():
+                break
+            if watchdog:
+                self.notifier.watchdog()
+            if next_status is not None and loop.time() >= next_status:
+                next_status = loop.time() + status_every
+                self.log_status()
 
     def log_status(self) -> None:
         for st in self.hub.cameras():
