@@ -45,6 +45,22 @@ def one_of(*choices: str) -> Check:
     return lambda v: None if v in choices else f"must be one of {', '.join(repr(c) for c in choices)}"
 
 
+def host_port(value: str) -> Optional[str]:
+    """A check: '' (off) or HOST:PORT with a port 0..65535 (0: any free port)."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return "must be HOST:PORT (port 0..65535)"
+    return None
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """'HOST:PORT' (checked by ``host_port``) -> (host, port); an empty host or [v6] brackets as given."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 def default_of(f: dataclasses.Field) -> Any:
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 

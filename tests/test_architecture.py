@@ -9,7 +9,7 @@ PACKAGE = REPO / "edgecodec"
 
 # Bottom to top; a unit may import from its own unit and from lower layers only (docs/architecture.md).
 LAYERS = [
-    {"__init__", "errors", "latest", "sdnotify", "testscene"},
+    {"__init__", "errors", "latest", "prometheus", "sdnotify", "testscene"},
     {"bitstream", "entropy", "imageio", "options", "videowriter"},
     {"models"},
     {"codec"},

@@ -16,7 +16,7 @@ import urllib.parse
 from typing import Optional
 
 from edgecodec.errors import EdgecodecError
-from edgecodec.options import OptionTable, between, opt  # noqa: F401  (opt, between: for callers)
+from edgecodec.options import OptionTable, between, host_port, opt  # noqa: F401  (opt, between: for callers)
 from edgecodec.transport.base import DEFAULT_PORT
 
 
@@ -156,6 +156,9 @@ class ServiceConfig:
                                "rest goes to the spool (s)", between(0, 60), "S")
     status_interval: float = opt(10.0, "--status-interval", "log a status line this often (s; 0 = never)",
                                  between(0, 86400), "S")
+    metrics_listen: str = opt("", "--metrics-listen", "serve the edge's figures for Prometheus at "
+                              "http://HOST:PORT/metrics (empty = off; 127.0.0.1:9478 keeps them on this host)",
+                              host_port, "HOST:PORT")
 
 
 BRIDGE_MODES = ("trigger", "all", "off")

@@ -156,6 +156,7 @@ class EncodeStage(Stage):
         self.encoded = 0
         self.skipped = 0  # frames the rate controller left out
         self.bytes = 0
+        self.key_bytes = 0  # of ``bytes``, those of key frames (the rest: delta frames)
         self.encode_ms = 0.0  # running average
         self.key_requests = 0
         self._key_wanted = threading.Event()
@@ -208,6 +209,7 @@ class EncodeStage(Stage):
             key = self.stream.keys > keys_before
             if key:
                 self._last_key_us = frame.timestamp_us
+                self.key_bytes += len(packet)
             self.encode_ms = ms if not self.encoded else self.encode_ms + 0.1 * (ms - self.encode_ms)
             observe = getattr(rate, "observe_frame", None)
             if observe is not None:

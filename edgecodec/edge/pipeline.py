@@ -162,6 +162,8 @@ class EdgePipeline:
             "key_frames": e.keys,
             "delta_frames": e.deltas,
             "key_requests": e.key_requests,
+            "key_bytes": e.key_bytes,
+            "delta_bytes": e.bytes - e.key_bytes,
             "encoder": getattr(self.codec, "encoder_kind", None),
             "analysis": getattr(self.codec, "analysis", None),
             "encode_ms": round(e.encode_ms, 1),

@@ -28,6 +28,15 @@ def run(config: EdgeConfig, stop: threading.Event, duration: Optional[float] = N
     notifier = notifier or Notifier()
     pipeline = pipeline or EdgePipeline(config)
     pipeline.start()
+    metrics = None
+    if config.service.metrics_listen:
+        from edgecodec.edge.metrics import MetricsServer
+
+        try:
+            metrics = MetricsServer(config.service.metrics_listen, pipeline.figures)
+        except EdgecodecError:
+            pipeline.stop()
+            raise
     watchdog = notifier.watchdog_interval()
     tick = min(1.0, watchdog / 3) if watchdog else 1.0
     notifier.ready(f"streaming {config.camera.source} to {config.link.server}")
@@ -57,6 +66,8 @@ def run(config: EdgeConfig, stop: threading.Event, duration: Optional[float] = N
     finally:
         notifier.stopping("draining")
         pipeline.stop()
+        if metrics is not None:
+            metrics.close()
     figures = pipeline.figures()
     log.info("stopped: %s", status_line(figures))
     failure = pipeline.failure()

@@ -12,23 +12,13 @@ import dataclasses
 import math
 from typing import Optional
 
-from edgecodec.options import OptionTable, between, one_of, opt
+from edgecodec.options import OptionTable, between, host_port, one_of, opt
 from edgecodec.server.ingest import ServerLimits
 from edgecodec.transport.base import DEFAULT_PORT
 
 _LIMITS = ServerLimits()
 HTTP_DEFAULT_PORT = 8080
 DECODERS = ("auto", "full", "live")
-
-
-def host_port(value: str) -> Optional[str]:
-    """A check: '' (off) or HOST:PORT with a port 0..65535 (0: any free port)."""
-    if not value:
-        return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        return "must be HOST:PORT (port 0..65535)"
-    return None
 
 
 def _zero_or_positive(value: float) -> Optional[str]:

@@ -1,7 +1,9 @@
 """The live view's figures in Prometheus text format (exposition format 0.0.4)."""
 from __future__ import annotations
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from edgecodec import prometheus
+
+CONTENT_TYPE = prometheus.CONTENT_TYPE
 
 #: (metric name, type, help, how to read it from one camera's row of ``camera_rows``)
 METRICS = (
@@ -22,23 +24,8 @@ METRICS = (
 )
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    return repr(float(value))
-
-
 def render(rows: list[dict]) -> str:
     """Prometheus text for ``rows`` (one dict per camera, as the live view's /api/cameras gives)."""
-    lines = []
-    for name, kind, help_text, key in METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for row in rows:
-            lines.append(f'{name}{{camera="{_label(row["camera"])}"}} {_number(row[key])}')
-    return "\n".join(lines) + "\n"
+    return prometheus.render(
+        prometheus.family(name, kind, help_text, (({"camera": row["camera"]}, row[key]) for row in rows))
+        for name, kind, help_text, key in METRICS)
