@@ -9,7 +9,8 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py setup.cfg pyproject.toml edgecodec/entropy/_rangecoder.c edgecodec/models/_fixedpoint.c
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	@echo 'make: installing edgecodec and its dependencies into $(VENV) (a few minutes the first time; pip shows its progress)'
+	$(PY) -m pip install --progress-bar on -e '.[dev]'
 	touch $@
 
 test: venv

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 from edgecodec.errors import EdgecodecError
 
@@ -162,6 +163,37 @@ def summarize(run: dict) -> dict:
     }
 
 
+# Share of captured frames dropped at the source above which the demo says the machine did not keep up.
+DROP_SHARE_NOTED = 0.05
+
+
+def keep_up_note(s: dict, fps: float) -> Optional[str]:
+    """None when the edge kept the demo's frame rate; otherwise what fell behind and by how much.
+
+    The edge keeps only the newest frame while the encoder is busy, so a machine slower than the frame
+    rate shows up as frames dropped at the source, at an encode time over the frame period; the stream's
+    frames/s and the latencies then describe that slower machine, not the codec at ``fps``."""
+    captured, dropped = s.get("captured", 0), s.get("dropped_at_source", 0)
+    period_ms = 1000.0 / fps
+    encode_ms = s.get("encode_ms") or 0.0
+    share = dropped / captured if captured else 0.0
+    if share <= DROP_SHARE_NOTED and encode_ms <= period_ms:
+        return None
+    what = (f"this machine did not keep {fps:g} frames/s: {dropped} of {captured} captured frames "
+            f"({100 * share:.0f} %) were dropped at the source (the edge keeps only the newest frame "
+            f"while the encoder is busy)")
+    if encode_ms > period_ms:
+        why = (f"encoding takes {encode_ms:.0f} ms a frame against a frame period of {period_ms:.0f} ms "
+               f"(at most {1000 / encode_ms:.1f} frames/s here)")
+        hint = f"try --fps {max(1, int(1000 / encode_ms * 0.8))} or a smaller --width/--height"
+    else:
+        why = (f"encoding takes {encode_ms:.0f} ms of the {period_ms:.0f} ms frame period, so the time "
+               f"went elsewhere: other processes on the CPU, or the server decoding on the same cores")
+        hint = "run it on an idle machine, or try a lower --fps"
+    return (f"{what}; {why}. The figures above are for the {s.get('fps', 0.0):.1f} frames/s that got "
+            f"through, and the latencies include waiting for a busy CPU; {hint}.")
+
+
 def _ms(p: dict) -> str:
     return f"median {p['median']:.0f} ms, p99 {p['p99']:.0f} ms" if p else "n/a"
 
@@ -185,6 +217,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if tty:
         sys.stderr.write("\n")
     s = summarize(run)
+    s["keep_up_note"] = keep_up_note(s, args.fps)
     if args.json:
         json.dump(s, sys.stdout, indent=1)
         print()
@@ -201,4 +234,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"capture -> decoded {_ms(s['latency_decoded_ms'])}")
         print(f"  server   CPU {s['server_cpu_s']:.1f} s ({s['server_cpu_percent']:.0f} %), "
               f"of which decoding {s['decode_cpu_s']:.1f} s")
+        if s["keep_up_note"]:
+            print(f"  note     {s['keep_up_note']}")
     return 0 if s["stored"] > 0 and s["frames_in_order"] else 1
