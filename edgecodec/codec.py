@@ -65,7 +65,7 @@ class Codec:
     """The codec bound to one model folder; thread-safe for use from one pipeline stage at a time."""
 
     def __init__(self, bundle: ModelBundle, threads: int = 2, encoder: str = "int8", decoder: str = "full",
-                 analysis: str = "full"):
+                 analysis: str = "full", delegate: str | None = None):
         if encoder not in contract.PRECISIONS:
             raise EdgecodecError(f"encoder must be 'int8' or 'float', not {encoder!r}")
         if analysis not in contract.ANALYSES:
@@ -84,15 +84,16 @@ class Codec:
         self.analysis = analysis
         self.decoder_kind = decoder
         self.entropy_model = bundle.entropy_model(threads)
+        self.delegate = delegate  # a TFLite delegate library for the int8 encoder (e.g. libedgetpu.so.1)
 
     @classmethod
     def load(cls, model_dir=None, threads: int = 2, encoder: str = "int8", decoder: str = "full",
-             analysis: str = "full") -> "Codec":
+             analysis: str = "full", delegate: str | None = None) -> "Codec":
         """``decoder="live"`` picks the model's faster synthesis (same bitstream, lower PSNR), ``"auto"``
         that one where the folder has it, else the full one. ``analysis="fast"`` picks its faster
         analysis (streams of the same model, at a lower PSNR for their bits)."""
         return cls(ModelBundle.load(model_dir, hyper_threads=threads), threads=threads, encoder=encoder,
-                   decoder=decoder, analysis=analysis)
+                   decoder=decoder, analysis=analysis, delegate=delegate)
 
     @property
     def model_id(self) -> bytes:
@@ -111,7 +112,8 @@ class Codec:
         """Integer latents (y, z) of a padded RGB image, from the chosen analysis' int8 encoder or its
         float twin."""
         x = rgb_padded[None]
-        model = self.bundle.encoder(quality, self.threads, self.encoder_kind, self.analysis)
+        model = self.bundle.encoder(quality, self.threads, self.encoder_kind, self.analysis,
+                                    size=rgb_padded.shape[:2], delegate=self.delegate)
         outs = model.run(x if self.encoder_kind == "int8" else x.astype(np.float32))
         outs = sorted(outs, key=lambda a: -a.shape[1])
         y, z = outs[0][0], outs[1][0]

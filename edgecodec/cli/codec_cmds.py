@@ -34,7 +34,8 @@ def _analysis_arg(p: argparse.ArgumentParser) -> None:
 def _codec(args, encoder: str = "int8"):
     from edgecodec.codec import Codec
 
-    return Codec.load(args.model, threads=args.threads, encoder=encoder, analysis=args.analysis)
+    return Codec.load(args.model, threads=args.threads, encoder=encoder, analysis=args.analysis,
+                      delegate=getattr(args, "delegate", None))
 
 
 def expand_inputs(inputs: list[str], suffixes) -> list[pathlib.Path]:
@@ -337,6 +338,8 @@ def register(sub) -> None:
     p.add_argument("--fps", type=float, help="video: frame rate for the timestamps (default: the clip's)")
     _model_args(p)
     _analysis_arg(p)
+    p.add_argument("--delegate", metavar="LIB", help="run the int8 encoder on this TFLite delegate library "
+                   "(e.g. libedgetpu.so.1); the CPU, with a warning, when it cannot be loaded")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="reconstruct images from .ecc files",

@@ -116,6 +116,9 @@ class EncodeConfig:
                               between(0.05, 3600), "S")
     intra: bool = opt(False, "--intra", "code every frame as a key frame (no delta frames): more bits "
                       "on a fixed camera, but any frame decodes on its own")
+    delegate: str = opt("", "--delegate", "run the int8 encoder on this TFLite delegate library (e.g. "
+                        "libedgetpu.so.1 for a Coral Edge TPU; the model's fixed-shape encoders are used at "
+                        "their sizes); when it cannot be loaded, the CPU, with a warning", None, "LIB")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Encode stage: take the newest captured frame, pick its quality, encode it, pass the packet on.
 
 The hand-off to the sender is a bounded queue; while it is full the encoder waits, the capture
-slot keeps only the newest frame, and the excess is dropped at the source and counted.
+slot keeps only the newest frame, and the excess is dropped at the source and counted. Taps (the serial
+bridge) are offered every encoded frame too, first and without blocking; a tap decides itself what it
+keeps. Without a sender (no network) the outbox is None and the taps are the only consumers.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 from edgecodec.bitstream import Kind
 from edgecodec.edge.stage import Stage
@@ -26,7 +28,7 @@ FULL_ANALYSIS_SHARE = 0.5
 
 
 def load_codec(model: str, threads: int, encoder: str, width: int, height: int, runs: int = 5,
-               analysis: str = "full", fps: float = 30.0):
+               analysis: str = "full", fps: float = 30.0, delegate: str | None = None):
     """The codec for the edge. ``encoder`` (int8, float or auto: the faster) and ``analysis`` (full,
     fast or auto) as in ``choose_encoder``, from the candidates timed by ``time_encoders``."""
     from edgecodec.codec import Codec
@@ -35,6 +37,12 @@ def load_codec(model: str, threads: int, encoder: str, width: int, height: int, 
     bundle = ModelBundle.load(model or None, hyper_threads=threads)
     log.info("hyper-synthesis and context products on %s", "the int8 kernel (AVX2)" if bundle.hyper.on_int8
              else "float32 (no AVX2 int8 kernel here)")
+    if delegate:  # an accelerator runs the int8 full analysis (at the fixed sizes the model has)
+        codec = Codec(bundle, threads=threads, encoder="int8", analysis="full", delegate=delegate)
+        on = codec.bundle.encoder(codec.qualities[0], threads, size=(-(-height // 16) * 16, -(-width // 16) * 16),
+                                  delegate=delegate)
+        log.info("int8 encoder on %s", f"the delegate {delegate}" if on.delegate else "the CPU (delegate unavailable)")
+        return codec
     analyses = [analysis] if analysis != "auto" else ["full", "fast"] if bundle.has_fast_encoder else ["full"]
     precisions = ["int8", "float"] if encoder == "auto" else [encoder]
     candidates = [(a, p) for a in analyses for p in precisions]
@@ -105,6 +113,13 @@ class Encoded:
     key: bool = True  # a key frame (decodes on its own); False: a delta frame, needs the frame before it
 
 
+class Tap(Protocol):
+    """A consumer of every encoded frame besides the outbox (the serial bridge)."""
+
+    def offer(self, item: Encoded) -> None:
+        """Take or ignore ``item``; called from the encoder's thread, must not block."""
+
+
 class IntraOnly:
     """``StreamEncoder``'s interface for a codec without stream support (a stand-in codec in tests):
     every frame a key frame."""
@@ -141,13 +156,14 @@ class EncodeStage(Stage):
 
     name = "encode"
 
-    def __init__(self, codec, slot: LatestSlot, outbox: queue.Queue, rate, key_interval_s: float = 2.0,
+    def __init__(self, codec, slot: LatestSlot, outbox: Optional[queue.Queue], rate, key_interval_s: float = 2.0,
                  intra: bool = False):
         super().__init__()
         self.codec = codec
         self.slot = slot
-        self.outbox = outbox
-        self.rate = rate  # RateController or FixedQuality
+        self.outbox = outbox  # None: no sender, the taps take every frame
+        self.taps: list[Tap] = []
+        self.rate = rate  # RateController or FixedQuality; replaced only through set_rate
         self.stream = stream_encoder(codec, key_interval_s, intra)
         self.intra = intra or isinstance(self.stream, IntraOnly)
         self.key_interval_s = None if self.intra else key_interval_s  # for rate control's groups
@@ -168,6 +184,15 @@ class EncodeStage(Stage):
     @property
     def deltas(self) -> int:
         return self.stream.deltas
+
+    def add_tap(self, tap: Tap) -> None:
+        """Offer every encoded frame to ``tap`` as well (before ``start``)."""
+        self.taps.append(tap)
+
+    def set_rate(self, rate) -> None:
+        """Replace the rate control (a RateController or FixedQuality) from the next frame on; thread-safe,
+        since ``run`` reads ``rate`` once per frame and uses that one for the frame's choice and its size."""
+        self.rate = rate
 
     def request_key(self, why: str = "") -> None:
         """Make the next encoded frame a key frame (thread-safe)."""
@@ -193,7 +218,7 @@ class EncodeStage(Stage):
                 if self.stopping:
                     return  # the slot is empty: everything captured was handled
                 continue
-            rate = self.rate  # read once: the bridge may replace it between frames
+            rate = self.rate  # read once: set_rate (the MCU's commands) may replace it between frames
             quality = rate.choose(time.monotonic(), key=self._key_due(frame.timestamp_us))
             if quality is None:
                 self.skipped += 1
@@ -219,6 +244,10 @@ class EncodeStage(Stage):
             self.encoded += 1
             self.bytes += len(packet)
             item = Encoded(frame.sequence, frame.timestamp_us, quality, packet, key)
+            for tap in self.taps:
+                tap.offer(item)
+            if self.outbox is None:
+                continue
             while True:
                 try:
                     self.outbox.put(item, timeout=0.2)

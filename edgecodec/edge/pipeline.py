@@ -1,7 +1,11 @@
 """The edge pipeline, wired in one place:
 
     source -> CaptureStage -> [LatestSlot: newest wins] -> EncodeStage -> [bounded queue] -> SendStage -> Link
-                                                                                                   \\-> Spool
+                                                                |                                   \\-> Spool
+                                                                \\-> (tap) BridgeStage -> serial -> MCU
+
+The bridge (``[bridge]``) is one of the encoder's taps, wired here with the sender: it is offered every
+encoded frame beside the sender's queue, and steers the encoder back (key frames, rate control).
 
 Stages start back to front and stop front to back, so on shutdown every frame already captured is
 encoded and then either delivered or spooled.
@@ -56,7 +60,7 @@ class EdgePipeline:
 
             codec = self.codec = load_codec(cfg.encode.model, cfg.encode.threads, cfg.encode.encoder,
                                             cfg.camera.width, cfg.camera.height, analysis=cfg.encode.analysis,
-                                            fps=cfg.camera.fps)
+                                            fps=cfg.camera.fps, delegate=cfg.encode.delegate or None)
         if cfg.encode.target_kbps > 0:
             rate = RateController(cfg.encode.target_kbps, codec.qualities, cfg.camera.fps,
                                   start_quality=min(cfg.encode.quality, codec.qualities[-1]),
@@ -86,11 +90,10 @@ class EdgePipeline:
         self.capture = CaptureStage(open_source(cfg.camera.source, cfg.camera.width, cfg.camera.height,
                                                 cfg.camera.fps, cfg.camera.loop),
                                     slot, self.stream.next, retry_max=cfg.link.retry_max)
-        self.encoder = EncodeStage(codec, slot, outbox, rate, key_interval_s=cfg.encode.key_interval,
-                                   intra=cfg.encode.intra)
+        self.encoder = EncodeStage(codec, slot, outbox if network else None, rate,
+                                   key_interval_s=cfg.encode.key_interval, intra=cfg.encode.intra)
         if bridge.enabled(cfg.bridge):  # the MCU: triggers, quality commands, frames over serial
-            self.bridge = bridge.BridgeStage(cfg.bridge, self.encoder, codec.qualities, cfg.camera.fps)
-            self.encoder.outbox = bridge.TapQueue(outbox if network else None, self.bridge)
+            self.bridge = bridge.BridgeStage.attach(cfg.bridge, self.encoder, codec.qualities, cfg.camera.fps)
         if network:
             self.sender = SendStage(
                 outbox, lambda: transport.open_link(link_config), self.spool,

@@ -214,19 +214,35 @@ class ModelBundle:
             self._verified.add(name)
         return self.tflite(name, threads)
 
-    def tflite(self, name: str, threads: int):
+    def tflite(self, name: str, threads: int, delegate: str | None = None):
         from edgecodec.models.interpreter import TFLiteModel
 
-        key = (name, threads)
+        key = (name, threads, delegate)
         if key not in self._models:
-            self._models[key] = TFLiteModel(self.dir / name, threads)
+            self._models[key] = TFLiteModel(self.dir / name, threads, delegate)
         return self._models[key]
 
-    def encoder(self, quality: int, threads: int = 2, precision: str = "int8", analysis: str = "full"):
+    def fixed_encoder_sizes(self, quality: int) -> list[tuple[int, int]]:
+        """The (height, width) of the fixed-shape int8 encoders the folder has for ``quality``."""
+        entries = self.manifest.get("fixed_encoders")
+        return [(e["height"], e["width"]) for e in entries if isinstance(e, dict) and e.get("quality") == quality] \
+            if isinstance(entries, list) else []
+
+    def encoder(self, quality: int, threads: int = 2, precision: str = "int8", analysis: str = "full",
+                size: tuple[int, int] | None = None, delegate: str | None = None):
         """The analysis network that encodes ``quality``: int8 (one model per quality, its gain folded in)
-        or float (one model for all, the caller applies the gain), of the full or the fast analysis."""
+        or float (one model for all, the caller applies the gain), of the full or the fast analysis. For
+        a padded frame of ``size`` (height, width), the int8 full analysis is the folder's fixed-shape
+        encoder of that size where it has one (the same latents; what accelerators need). ``delegate``:
+        a TFLite delegate library to run it on, falling back to the CPU."""
         if analysis == "fast":
             return self.fast_encoder(quality if precision == "int8" else None, threads)
         if precision == "float":
             return self.tflite(contract.FLOAT_ENCODER, threads)
-        return self.tflite(self.manifest["qualities"][quality]["encoder"], threads)
+        if size is not None and tuple(size) in self.fixed_encoder_sizes(quality):
+            entry = next(e for e in self.manifest["fixed_encoders"]
+                         if e.get("quality") == quality and (e["height"], e["width"]) == tuple(size))
+            name = contract.fixed_encoder_name(quality, size[1], size[0])
+            self._optional(entry, name, "fixed-shape encoder", threads)  # checks its SHA-256 once
+            return self.tflite(entry.get("file", name), threads, delegate)
+        return self.tflite(self.manifest["qualities"][quality]["encoder"], threads, delegate)

@@ -55,6 +55,13 @@ def fast_encoder_name(quality: int) -> str:
     return f"encoder_fast_q{quality}.tflite"
 
 
+# Optional: int8 encoders with a fixed input size (accelerators such as the Edge TPU compile only static
+# shapes), named under "fixed_encoders" in the manifest with their size, quality and SHA-256. They compute
+# the same latents as the dynamic encoder of their quality, so they are outside the model id.
+def fixed_encoder_name(quality: int, width: int, height: int) -> str:
+    return f"encoder_q{quality}_{width}x{height}.tflite"
+
+
 def log_scale_step() -> float:
     return math.log(SCALE_MAX / SCALE_MIN) / (SCALE_LEVELS - 1)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -12,16 +13,36 @@ from edgecodec.errors import ModelError
 
 try:
     from ai_edge_litert.interpreter import Interpreter as _Interpreter
+    from ai_edge_litert.interpreter import load_delegate as _load_delegate
 
     RUNTIME = "ai-edge-litert"
 except ImportError:  # older Raspberry Pi OS images ship only tflite_runtime
     try:
         from tflite_runtime.interpreter import Interpreter as _Interpreter
+        from tflite_runtime.interpreter import load_delegate as _load_delegate
 
         RUNTIME = "tflite-runtime"
     except ImportError:
-        _Interpreter = None
+        _Interpreter = _load_delegate = None
         RUNTIME = None
+
+log = logging.getLogger(__name__)
+_DELEGATES: dict = {}  # library -> loaded delegate, or the reason it could not be loaded
+
+
+def load_delegate(library: str):
+    """The TFLite delegate in ``library`` (e.g. ``libedgetpu.so.1`` for a Coral Edge TPU), loaded once per
+    process; None, with one warning naming the reason, when it cannot be loaded: the caller then runs
+    on the CPU."""
+    if library not in _DELEGATES:
+        try:
+            _DELEGATES[library] = _load_delegate(library)
+        except (ValueError, OSError, RuntimeError, TypeError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _DELEGATES[library] = reason
+            log.warning("delegate %s not available (%s): running the encoder on the CPU", library, reason)
+    found = _DELEGATES[library]
+    return None if isinstance(found, str) else found
 
 
 _STDERR_LOCK = threading.Lock()
@@ -56,12 +77,15 @@ class TFLiteModel:
     encoder whose outputs are pinned to scale 1 and zero point 0 therefore returns its latents unchanged.
     """
 
-    def __init__(self, path, threads: int = 2):
+    def __init__(self, path, threads: int = 2, delegate: str | None = None):
         if _Interpreter is None:
             raise ModelError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on old Pi OS)")
+        loaded = load_delegate(delegate) if delegate else None
+        self.delegate = delegate if loaded is not None else None  # what the model runs on
         try:
             with _native_stderr_silenced():
-                self._interp = _Interpreter(model_path=str(path), num_threads=threads)
+                self._interp = _Interpreter(model_path=str(path), num_threads=threads,
+                                            **({"experimental_delegates": [loaded]} if loaded is not None else {}))
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load {path}: {exc}") from None
         self.path = str(path)
