@@ -17,7 +17,7 @@ test: venv
 	$(PY) -m pytest -q tests
 
 bench: venv
-	$(PY) tools/bench_coder.py
+	$(PY) -m tools.bench_coder
 
 demo: venv
 	$(VENV)/bin/edgecodec demo

@@ -17,7 +17,7 @@ LAYERS = [
     {"batch"},
     {"export"},
     {"edge", "server"},
-    {"web"},
+    {"web", "loopback"},
     {"cli"},
     {"__main__"},
 ]

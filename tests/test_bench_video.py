@@ -1,7 +1,7 @@
 """tools/bench_video.py: edgecodec stream/intra, MJPEG and x264 measured on a tiny synthetic clip."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import math
 import pathlib
@@ -15,17 +15,14 @@ import pytest
 
 pytestmark = pytest.mark.timeout(180)  # no test may hang (needs pytest-timeout)
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "tools" / "bench_video.py"
+REPO = pathlib.Path(__file__).resolve().parents[1]
 W, H, N, FPS = 96, 64, 12, 10.0
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                   reason="no ffmpeg on PATH (.ci/run installs Debian's ffmpeg)")
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_video", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("tools.bench_video")
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +106,8 @@ def test_bd_rates_need_four_points_and_overlap(bench):
 
 
 def _run(args, **kw):
-    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=170, **kw)
+    return subprocess.run([sys.executable, "-m", "tools.bench_video", *args], capture_output=True, text=True,
+                          timeout=170, cwd=REPO, **kw)
 
 
 def test_cli_writes_json_and_plot(clip, tmp_path):

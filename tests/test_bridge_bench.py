@@ -10,15 +10,15 @@ import pytest
 
 pytestmark = pytest.mark.timeout(60)  # no test may hang (needs pytest-timeout)
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "tools" / "bench_serial.py"
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_bench_serial_reports_frames_per_minute_and_overhead_as_json(tmp_path):
     frame = tmp_path / "q1.ecc"
     frame.write_bytes(bytes(range(256)) * 6)
-    proc = subprocess.run([sys.executable, str(BENCH), "--frame", str(frame), "--bauds", "460800",
+    proc = subprocess.run([sys.executable, "-m", "tools.bench_serial", "--frame", str(frame), "--bauds", "460800",
                            "--seconds", "0", "--min-frames", "2", "--json"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     (result,) = report["results"]

@@ -5,8 +5,6 @@ seeded v2 model is exported from scratch and the folder is run through the runti
 from __future__ import annotations
 
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -15,11 +13,10 @@ torch = pytest.importorskip("torch")  # before TensorFlow: the other order crash
 pytest.importorskip("compressai")
 pytest.importorskip("tensorflow")
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
 import cv2  # noqa: E402
-import export_v2  # noqa: E402
-import torch_codec  # noqa: E402
-from train_torch import state_arrays  # noqa: E402
+
+from tools import export_v2, torch_codec  # noqa: E402
+from tools.train_torch import state_arrays  # noqa: E402
 
 from edgecodec.codec import Codec, pad_image  # noqa: E402
 from edgecodec.models import ModelBundle  # noqa: E402

@@ -35,7 +35,7 @@ def test_demo_prints_readable_figures():
 
 
 def test_stream_benchmark_reports_latency_drops_server_cpu_and_machine_speed_as_json():
-    out = subprocess.run([sys.executable, "tools/bench_stream.py", "--duration", "2", "--warmup", "0.5",
+    out = subprocess.run([sys.executable, "-m", "tools.bench_stream", "--duration", "2", "--warmup", "0.5",
                           "--width", "96", "--height", "64", "--fps", "10", "--cameras", "3", "--json"],
                          capture_output=True, text=True, timeout=150, cwd=REPO)
     assert out.returncode == 0, out.stderr
@@ -55,7 +55,7 @@ def test_stream_benchmark_encodes_and_decodes_with_the_networks_it_is_asked_for(
     bundle = ModelBundle.load()
     if (decoder == "live" and not bundle.has_live_decoder) or (analysis == "fast" and not bundle.has_fast_encoder):
         pytest.skip("the shipped model lacks the live decoder or the fast encoder")
-    out = subprocess.run([sys.executable, "tools/bench_stream.py", "--duration", "1.5", "--warmup", "0.5",
+    out = subprocess.run([sys.executable, "-m", "tools.bench_stream", "--duration", "1.5", "--warmup", "0.5",
                           "--width", "96", "--height", "64", "--fps", "10", "--decoder", decoder,
                           "--edge-encoder", "int8", "--edge-analysis", analysis, "--json"],
                          capture_output=True, text=True, timeout=150, cwd=REPO)

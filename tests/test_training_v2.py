@@ -4,15 +4,12 @@ padding, budgets and reproducible start."""
 from __future__ import annotations
 
 import json
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
-import gpu_round  # noqa: E402
-from train_data import load_pack, pack_crops  # noqa: E402
+from tools import gpu_round
+from tools.train_data import load_pack, pack_crops
 
 
 def photos(n=3, size=(300, 400)):
@@ -74,7 +71,7 @@ def torch_parts():
     pytest.importorskip("torch")
     pytest.importorskip("compressai")
     import torch
-    import torch_codec
+    from tools import torch_codec
     return torch, torch_codec
 
 
@@ -120,8 +117,7 @@ def test_training_step_is_finite_and_a_new_model_is_the_same_from_the_same_seed(
 def test_the_shipped_models_multiply_accumulates_are_the_figures_the_budgets_start_from():
     from edgecodec.models import ModelBundle, contract
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
-    from bench_codec import model_gmacs
+    from tools.bench_codec import model_gmacs
 
     manifest = ModelBundle.load().manifest
     assert round(contract.gmacs(manifest["config"])["edge_encoder"], 2) == 1.08

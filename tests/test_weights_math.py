@@ -1,13 +1,10 @@
 """Export- and training-time weight rewrites (tools/weights_math.py), checked with plain numpy."""
 from __future__ import annotations
 
-import pathlib
-import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tools"))
-from weights_math import per_quality_rows, space_to_depth_kernel  # noqa: E402
+from tools.weights_math import per_quality_rows, space_to_depth_kernel
 
 
 def conv_same(x: np.ndarray, k: np.ndarray, stride: int) -> np.ndarray:

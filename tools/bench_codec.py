@@ -1,6 +1,6 @@
 """Encode/decode speed of the codec on 640x480 frames, next to OpenCV's JPEG on the same frames in the same run.
 
-    python tools/bench_codec.py [--frames DIR] [--quality 4] [--threads 2] [--encoder int8] [--analysis full]
+    python -m tools.bench_codec [--frames DIR] [--quality 4] [--threads 2] [--encoder int8] [--analysis full]
                                 [--decoder full] [--json]
 
 Frames are 640x480 centre crops of the images in DIR (e.g. ../shared/data/kodak), or a synthetic scene when
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import platform
 import sys
 import time
@@ -25,7 +24,6 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from edgecodec import entropy  # noqa: E402
 from edgecodec.codec import Codec, pad_image  # noqa: E402
 from edgecodec.evaluate import list_images, psnr  # noqa: E402

@@ -9,7 +9,7 @@ symbols with ``Categorical`` models built from our quantised frequencies, one mo
 over that table's symbols (its fastest path: one fixed model per call); escaped values count as
 the escape category there, without their raw bits.
 
-    python tools/bench_coder.py [--n 1000000] [--repeat 5] [--json]
+    python -m tools.bench_coder [--n 1000000] [--repeat 5] [--json]
 """
 from __future__ import annotations
 

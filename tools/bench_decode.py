@@ -1,6 +1,6 @@
 """Batch decode throughput of 640x480 recordings with 1 and 2 worker processes, measured on this machine.
 
-    python tools/bench_decode.py [--frames 48] [--quality 4] [--jobs 1,2] [--decoder full,live] [--json]
+    python -m tools.bench_decode [--frames 48] [--quality 4] [--jobs 1,2] [--decoder full,live] [--json]
 
 Builds a recording of the synthetic scene (real codec packets, as a camera sends them), then decodes it
 the way ``edgecodec export`` does: ``png`` writes one PNG per frame in the workers, ``decode`` hands the
@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from edgecodec.batch import DecodeTask, decode_batch, default_threads  # noqa: E402
 from edgecodec.bitstream import Kind  # noqa: E402
 from edgecodec.codec import Codec  # noqa: E402

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Frames per minute over the firmware bridge at slow serial speeds, protocol overhead included.
 
-    python tools/bench_serial.py                        # a 3000-byte frame (quality 1, 640x480)
-    python tools/bench_serial.py --frame shot.ecc       # a real coded frame
-    python tools/bench_serial.py --size 8000 --bauds 115200 --corrupt 0.001 --json
+    python -m tools.bench_serial                        # a 3000-byte frame (quality 1, 640x480)
+    python -m tools.bench_serial --frame shot.ecc       # a real coded frame
+    python -m tools.bench_serial --size 8000 --bauds 115200 --corrupt 0.001 --json
 
 A host ``Link`` sends the frame back to back to a simulated device for ``--seconds`` per baud rate
 (at least ``--min-frames`` frames). The wire between them delivers bytes at the baud rate's pace
@@ -22,7 +22,6 @@ import random
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from firmware_bridge import Link  # noqa: E402
 from firmware_bridge.channel import FaultModel, PacedPair, PtyRelay  # noqa: E402

@@ -7,8 +7,8 @@ before and after, how long an OpenCV JPEG encode of a frame takes, as the machin
 With ``--cameras N`` the server also takes N-1 replayed cameras (pre-encoded frames re-stamped and
 sent at the same rate from this process), so the ingest cost per camera is measured at scale.
 
-    python tools/bench_stream.py                  # 640x480 at 30 frames/s for 20 s
-    python tools/bench_stream.py --cameras 8 --json
+    python -m tools.bench_stream                  # 640x480 at 30 frames/s for 20 s
+    python -m tools.bench_stream --cameras 8 --json
 """
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from edgecodec import bitstream  # noqa: E402
-from edgecodec.cli.demo import run_loopback, summarize  # noqa: E402
+from edgecodec import bitstream
+from edgecodec.loopback import run_loopback, summarize
 
 TARGET_MEDIAN_MS = 100
 TARGET_P99_MS = 250

@@ -1,6 +1,6 @@
 """Rate-distortion of a video clip: edgecodec's stream mode against its intra mode, MJPEG and x264.
 
-    python tools/bench_video.py CLIP [--frames 200] [--qualities 0,...,8] [--json out.json] [--plot out.png]
+    python -m tools.bench_video CLIP [--frames 200] [--qualities 0,...,8] [--json out.json] [--plot out.png]
 
 On the same first N frames of CLIP (anything OpenCV's VideoCapture reads), every point is measured in this
 run from real bytes and decoded pixels:
@@ -39,12 +39,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-TOOLS = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(TOOLS.parent))
-sys.path.insert(0, str(TOOLS))
 from edgecodec.errors import EdgecodecError  # noqa: E402
 from edgecodec.evaluate import psnr  # noqa: E402
-from rd_plot import bd_rate, psnr_overlap  # noqa: E402  (the repo's Bjontegaard helper)
+from tools.rd_plot import bd_rate, psnr_overlap  # noqa: E402  (the repo's Bjontegaard helper)
 
 JPEG_QUALITIES = [5, 10, 20, 30, 50, 70, 90]
 CRFS = [26, 30, 34, 38, 42, 46, 50]
@@ -462,7 +459,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     result["clip"] = pathlib.Path(args.clip).name
-    result["command"] = "python tools/bench_video.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result["command"] = "python -m tools.bench_video " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.plot:

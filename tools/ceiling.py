@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a checkpoint's quality tops out: the transforms' PSNR ceiling, with no quantization at all.
 
-    python tools/ceiling.py runs/main/weights.npz ../shared/data/kodak [--images 4] [--steps 300] [--json]
+    python -m tools.ceiling runs/main/weights.npz ../shared/data/kodak [--images 4] [--steps 300] [--json]
 
 For each image, three PSNRs at the top quality:
   coded      g_s(round(y * gain) * inv_gain), what the codec reconstructs (before int8 effects);
@@ -23,12 +23,11 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-from codec_model import Codec, Config  # noqa: E402
-from train import IMAGE_SUFFIXES, load_weights_npz  # noqa: E402
+from tools.codec_model import Config, KerasCodec  # noqa: E402
+from tools.train import IMAGE_SUFFIXES, load_weights_npz  # noqa: E402
 
 
 def psnr(x_hat: np.ndarray, x: np.ndarray) -> float:
@@ -52,7 +51,7 @@ def main(argv=None) -> int:
         print(f"ceiling: {weights} and its .json are needed", file=sys.stderr)
         return 1
     cfg = Config.from_dict(json.loads(weights.with_suffix(".json").read_text())["config"])
-    model = Codec(cfg)
+    model = KerasCodec(cfg)
     model.build_all()
     load_weights_npz(model, weights)
     q = args.quality % len(cfg.lambdas)

@@ -32,13 +32,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import pathlib
-import sys
-
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from edgecodec.models import contract  # noqa: E402
 
 # Nine lambdas log-spaced (ratio about 2.2) from 0.00032 to 0.18, for about 0.1 to 1.5 bpp on Kodak.
@@ -185,11 +181,11 @@ def logistic_bits(v, loc, log_scale):
     return -tf.math.log(tf.maximum(upper - lower, LIKELIHOOD_MIN)) / math.log(2.0)
 
 
-class Codec(tf.keras.Model):
+class KerasCodec(tf.keras.Model):
     """All trainable parts of the codec, with the training forward pass."""
 
     def __init__(self, cfg: Config):
-        super().__init__()
+        super().__init__(name="codec")  # weight paths (codec/g_a/...) as in every checkpoint so far
         self.cfg = cfg
         k = len(cfg.lambdas)
         self.g_a = analysis(cfg)

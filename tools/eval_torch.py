@@ -1,6 +1,6 @@
 """Model v2's rate-distortion from its PyTorch weights, against WebP and AVIF on the same images in the same run.
 
-    python tools/eval_torch.py ../shared/data/kodak --weights models/checkpoint/v2.npz --json out.json
+    python -m tools.eval_torch ../shared/data/kodak --weights models/checkpoint/v2.npz --json out.json
 
 Before a v2 export exists this is how a checkpoint is judged (and whether it is worth exporting): PSNR over
 RGB of the 8-bit decoded image, the rate as the entropy models' information content of the rounded
@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 
 import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from rd_plot import bd_rate, opencv_curve, psnr_overlap  # noqa: E402
-from torch_codec import Codec, Config, estimate  # noqa: E402
-from train_data import IMAGE_SUFFIXES  # noqa: E402
+from tools.rd_plot import bd_rate, opencv_curve, psnr_overlap  # noqa: E402
+from tools.torch_codec import Codec, Config, estimate  # noqa: E402
+from tools.train_data import IMAGE_SUFFIXES  # noqa: E402
 
 REFERENCES = {
     "WebP": (".webp", lambda q: [cv2.IMWRITE_WEBP_QUALITY, q], [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]),

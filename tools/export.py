@@ -1,6 +1,6 @@
 """Export a trained checkpoint into the run-time model folder (``models/``).
 
-    python tools/export.py runs/main/weights.npz --calib ../shared/data/train -o models [--kodak ../shared/data/kodak]
+    python -m tools.export runs/main/weights.npz --calib ../shared/data/train -o models [--kodak ../shared/data/kodak]
 
 Writes, per the model contract in ``docs/models.md``:
 
@@ -28,19 +28,15 @@ import json
 import math
 import os
 import pathlib
-import sys
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-from codec_model import IGDN, SCALE_MIN, Codec, Config  # noqa: E402
-from train import load_images, load_weights_npz  # noqa: E402
-from weights_math import space_to_depth_kernel  # noqa: E402
+from tools.codec_model import IGDN, SCALE_MIN, Config, KerasCodec  # noqa: E402
+from tools.train import load_images, load_weights_npz  # noqa: E402
+from tools.weights_math import space_to_depth_kernel  # noqa: E402
 
 from edgecodec.entropy import CdfTables  # noqa: E402
 from edgecodec.models import contract  # noqa: E402
@@ -72,7 +68,7 @@ def calibration_crops(folders, n=24, size=256, seed=0):
     return crops
 
 
-def _encoder_layers(model: Codec, quality: int | None, space_to_depth: bool = True):
+def _encoder_layers(model: KerasCodec, quality: int | None, space_to_depth: bool = True):
     """(hidden analysis layers, hyper-analysis layers, last conv, gained last conv, s2d first) as constants."""
     ga = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.g_a)]
     ha = [(l.kernel.numpy(), l.bias.numpy(), l.strides[0]) for l in conv_layers(model.h_a)]
@@ -116,7 +112,7 @@ def _analyse(image, layers, quality, from_features, fq, hidden):
     return y, fq(h)
 
 
-def activation_ranges(model: Codec, crops, samples: int = 1 << 20, seed: int = 0) -> list[float]:
+def activation_ranges(model: KerasCodec, crops, samples: int = 1 << 20, seed: int = 0) -> list[float]:
     """Per ReLU output of the encoder, the top of the int8 range that minimizes the quantization error on
     the calibration crops. Plain min/max calibration lets a few outliers in the ReLU outputs' long tails
     set the step for every value."""
@@ -155,7 +151,7 @@ def least_error_tops(activations: list[np.ndarray], samples: int = 1 << 20, seed
     return tops
 
 
-def encoder_function(model: Codec, quality: int | None, fake_quant: bool, space_to_depth: bool = True,
+def encoder_function(model: KerasCodec, quality: int | None, fake_quant: bool, space_to_depth: bool = True,
                      act_tops: list[float] | None = None):
     """Analysis + hyper-analysis on 0..255 RGB; with a quality, its gain is folded into the last conv.
 
@@ -248,7 +244,7 @@ def decoder_from_steps(steps: list[tuple], latent: int):
     return decode
 
 
-def quantize_hyper(model: Codec, z_samples: list[np.ndarray]):
+def quantize_hyper(model: KerasCodec, z_samples: list[np.ndarray]):
     """Turn h_s (and the mean head, if any) into int8 weights with integer requantization, calibrated on
     real hyper-latents. The mean head is appended to the last layer's output channels; ``mean_mult`` turns
     its accumulator straight into the integer mean of the gained latent, per quality."""
@@ -302,7 +298,7 @@ def quantize_hyper_arrays(kernels, peaks, latent: int, gains: np.ndarray, mean: 
     return out
 
 
-def quantize_context(model: Codec):
+def quantize_context(model: KerasCodec):
     """The checkerboard context as per-quality int8 taps acting on gained integer latents (the inverse
     gain of each input channel folded in), with multipliers and offsets into the fixed-point units of the
     hyper-synthesis' last layer: 2^24 per table-index step for the first half, 2^24 per unit of the gained
@@ -369,7 +365,7 @@ def main(argv=None):
     weights = pathlib.Path(args.weights)
     meta = json.loads(weights.with_suffix(".json").read_text())
     cfg = Config.from_dict(meta["config"])
-    model = Codec(cfg)
+    model = KerasCodec(cfg)
     model.build_all()
     load_weights_npz(model, weights)
     out = pathlib.Path(args.out)

@@ -1,6 +1,6 @@
 """Add a fast encoder (trained by tools/train_fast.py) to an exported model folder.
 
-    python tools/export_fast.py runs/fast/fast.npz --calib ../shared/data/train -o models \
+    python -m tools.export_fast runs/fast/fast.npz --calib ../shared/data/train -o models \
         [--kodak ../shared/data/kodak]
 
 Writes ``encoder_fast.tflite`` (float) and ``encoder_fast_q<k>.tflite`` (int8, one per quality, calibrated
@@ -17,11 +17,9 @@ import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from codec_model import Config  # noqa: E402
-from export import activation_ranges, calibration_crops, convert_float, convert_int8, encoder_function  # noqa: E402
-from train_fast import assign_weights, build_fast  # noqa: E402
+from tools.codec_model import Config  # noqa: E402
+from tools.export import activation_ranges, calibration_crops, convert_float, convert_int8, encoder_function  # noqa: E402
+from tools.train_fast import assign_weights, build_fast  # noqa: E402
 
 from edgecodec.models import contract  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Add a live decoder (trained by tools/train_live.py) to an exported model folder.
 
-    python tools/export_live.py runs/live/live.npz -o models [--kodak ../shared/data/kodak]
+    python -m tools.export_live runs/live/live.npz -o models [--kodak ../shared/data/kodak]
 
 Writes ``decoder_live.tflite`` and names it in the manifest with its SHA-256, widths and step. The model id
 does not change: the live decoder reads the same latents, so every stream the folder's encoders wrote
@@ -15,11 +15,9 @@ import json
 import pathlib
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from codec_model import Config  # noqa: E402
-from export import convert_float, decoder_function  # noqa: E402
-from train_live import assign_weights, build_live  # noqa: E402
+from tools.codec_model import Config  # noqa: E402
+from tools.export import convert_float, decoder_function  # noqa: E402
+from tools.train_live import assign_weights, build_live  # noqa: E402
 
 from edgecodec.models import contract  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Export model v2 (PyTorch weights) into a run-time model folder: the same contract as v1's folders.
 
-    python tools/export_v2.py models/checkpoint/v2.npz --calib ../shared/data/train -o runs/v2_model \\
+    python -m tools.export_v2 models/checkpoint/v2.npz --calib ../shared/data/train -o runs/v2_model \\
         [--kodak ../shared/data/kodak]
 
 The folder it writes is what ``edgecodec.models.ModelBundle`` loads (``docs/models.md``): int8 encoders per
@@ -26,19 +26,15 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 
 import numpy as np
 import torch  # noqa: F401  (before TensorFlow: see above)
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-from eval_torch import load_model  # noqa: E402
-from torch_codec import CROSS_TAPS, ResBlock, SameConv2d  # noqa: E402
+from tools.eval_torch import load_model  # noqa: E402
+from tools.torch_codec import CROSS_TAPS, ResBlock, SameConv2d  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import export as v1  # noqa: E402  (imports TensorFlow)
+import tools.export as v1  # noqa: E402  (imports TensorFlow)
 import tensorflow as tf  # noqa: E402
 
 from edgecodec.entropy import CdfTables  # noqa: E402

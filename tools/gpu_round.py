@@ -3,16 +3,16 @@
 Such a machine has PyTorch and CUDA but no network and no CompressAI, takes at most 64 MiB of working
 tree and gives back at most 8 files of 16 MiB; a task gets 15 minutes of it, start-up included. So:
 
-1. here: ``python tools/gpu_round.py prepare ../shared/data/train`` packs augmented crops into
+1. here: ``python -m tools.gpu_round prepare ../shared/data/train`` packs augmented crops into
    ``.gpu/pack.npz`` (JPEG 4:4:4 q95, within ``--budget-mib``), downloads CompressAI's wheel for the
    machine's Python into ``.whl/`` (both folders git-ignored through .git/info/exclude), checks that the
    tree that travels fits, and prints the device command;
-2. there (the printed command, ``carry: [".gpu", ".whl"]``): ``gpu_round.py device`` resumes from the
+2. there (the printed command, ``carry: [".gpu", ".whl"]``): ``python3 -m tools.gpu_round device`` resumes from the
    committed ``models/checkpoint/v2.npz`` (or the seed), trains for ``--minutes`` (default 8.5) and
    writes the checkpoint into ``$OUT`` in parts of at most 15 MiB, with the log;
-3. here: ``python tools/gpu_round.py collect FILES_AT --run runs/v2`` joins the parts into
+3. here: ``python -m tools.gpu_round collect FILES_AT --run runs/v2`` joins the parts into
    ``RUN/ckpt.pt`` and ``RUN/weights.*``, so CPU training resumes from it
-   (``tools/train_torch.py ../shared/data/train --run runs/v2``).
+   (``python -m tools.train_torch ../shared/data/train --run runs/v2``).
 """
 from __future__ import annotations
 
@@ -28,8 +28,7 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-from train_data import load_images, pack_crops  # noqa: E402
+from tools.train_data import load_images, pack_crops  # noqa: E402
 
 PACK = ".gpu/pack.npz"
 WHEELS = ".whl"
@@ -40,7 +39,7 @@ DEVICE_WHEELS = ("compressai==1.2.8", "pytorch-msssim==1.0.0")  # the rest of Co
 PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 DEVICE_COMMAND = ("python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade "
                   "--target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 3; "
-                  "PYTHONUNBUFFERED=1 python3 tools/gpu_round.py device --minutes {minutes}")
+                  "PYTHONUNBUFFERED=1 python3 -m tools.gpu_round device --minutes {minutes}")
 
 
 def travelling_bytes() -> int:
@@ -94,7 +93,8 @@ def device(args) -> None:
     out = pathlib.Path(os.environ.get("OUT") or args.out)
     out.mkdir(parents=True, exist_ok=True)
     run = pathlib.Path("/tmp/gpu_run")
-    cmd = [sys.executable, str(ROOT / "tools/train_torch.py"), "--pack", str(ROOT / PACK), "--run", str(run),
+    # As a module from the repository root: tools and edgecodec import from the tree, nothing is installed.
+    cmd = [sys.executable, "-m", "tools.train_torch", "--pack", str(ROOT / PACK), "--run", str(run),
            "--minutes", str(args.minutes), "--save-every", "120", "--log-every", str(args.log_every)]
     if args.batch:
         cmd += ["--batch", str(args.batch)]
@@ -104,7 +104,7 @@ def device(args) -> None:
         cmd += ["--compile", args.compile]
     t0 = time.time()
     with open(out / "train_stdout.log", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             sys.stdout.write(line)
             log.write(line)

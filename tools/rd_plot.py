@@ -1,6 +1,6 @@
 """Rate-distortion curves and BD-rates on an image folder: edgecodec's encoders and decoders vs OpenCV codecs.
 
-    python tools/rd_plot.py ../shared/data/kodak -o docs/rd_kodak.png [--json docs/rd_kodak.json]
+    python -m tools.rd_plot ../shared/data/kodak -o docs/rd_kodak.png [--json docs/rd_kodak.json]
 
 Every point is measured in this run: bpp from the bytes each encoder wrote (edgecodec's container
 header included), PSNR over RGB on the decoded image, both averaged per image. BD-rate follows
@@ -18,7 +18,6 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from edgecodec.codec import Codec  # noqa: E402
 from edgecodec.evaluate import evaluate_folder, list_images, psnr  # noqa: E402
 from edgecodec.imageio import read_image  # noqa: E402

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pathlib
-import sys
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +34,6 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.layers import GDN
 from torch import nn
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # the runtime's contract, also uninstalled
 from edgecodec.models import contract  # noqa: E402
 
 # Nine lambdas log-spaced (ratio about 2.34) from 0.00028 to 0.25: v1's range widened at both ends, for

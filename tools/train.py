@@ -1,6 +1,6 @@
 """Train the edgecodec model on a folder of images; resumable, meant to run for hours in the background.
 
-    nice -n 10 python tools/train.py ../shared/data/train --run runs/main
+    nice -n 10 python -m tools.train ../shared/data/train --run runs/main
 
 Every ``--save-every`` seconds it writes a full checkpoint (weights + optimizer) under ``RUN/ckpt`` and a
 weights-only ``RUN/weights.npz`` (the file that is committed as ``models/checkpoint/weights.npz``). It
@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import signal
-import sys
 import time
 
 import numpy as np
@@ -22,10 +21,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from codec_model import Codec, Config  # noqa: E402
-from train_data import IMAGE_SUFFIXES, batches, load_images, rd_summary  # noqa: E402,F401  (re-exported)
-from weights_math import per_quality_rows  # noqa: E402
+from tools.codec_model import Config, KerasCodec  # noqa: E402
+from tools.train_data import IMAGE_SUFFIXES, batches, load_images, rd_summary  # noqa: E402,F401  (re-exported)
+from tools.weights_math import per_quality_rows  # noqa: E402
 
 def save_weights_npz(model, path):
     arrays = {v.path: v.numpy() for v in model.weights}
@@ -179,7 +177,7 @@ def main(argv=None):
     cfg = Config.from_dict(json.loads(cfg_path.read_text())) if cfg_path.exists() else Config()
     cfg_path.write_text(json.dumps(cfg.to_dict(), indent=1))
 
-    model = Codec(cfg)
+    model = KerasCodec(cfg)
     model.build_all()
     opt = tf.keras.optimizers.Adam(learning_rate=args.lr)
     step = tf.Variable(0, dtype=tf.int64, name="step")

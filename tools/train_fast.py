@@ -1,6 +1,6 @@
 """Train a faster analysis transform for the edge, against a trained codec's frozen decoder; resumable.
 
-    nice -n 10 python tools/train_fast.py ../shared/data/train --init models/checkpoint/weights.npz
+    nice -n 10 python -m tools.train_fast ../shared/data/train --init models/checkpoint/weights.npz
 
 Everything the decoder reads stays frozen: gains, hyper-synthesis, context, entropy models and synthesis.
 Only the analysis (narrower hidden widths, default 16,24 against 48,48) and the hyper-analysis learn, on
@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -28,20 +27,19 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from codec_model import Codec, Config  # noqa: E402
-from train import (add_part_options, assign_positions, batches, continue_or_start, load_images,  # noqa: E402
+from tools.codec_model import Config, KerasCodec  # noqa: E402
+from tools.train import (add_part_options, assign_positions, batches, continue_or_start, load_images,  # noqa: E402
                    load_weights_npz, parse_with_loop_options, position_arrays, rd_loss, rd_summary,
                    run_steps, save_part)
 
 
-def encoder_convs(model: Codec) -> list:
+def encoder_convs(model: KerasCodec) -> list:
     """The analysis' convolutions, then the hyper-analysis': every layer the fast encoder replaces."""
     return [layer for seq in (model.g_a, model.h_a) for layer in seq.layers
             if isinstance(layer, tf.keras.layers.Conv2D)]
 
 
-def channel_usage(model: Codec, x) -> list[np.ndarray]:
+def channel_usage(model: KerasCodec, x) -> list[np.ndarray]:
     """Per hidden analysis layer whose width shrinks, how much each output channel feeds the next
     convolution: the mean ReLU output times the norm of the next kernel's weights on that channel."""
     convs = [layer for layer in model.g_a.layers if isinstance(layer, tf.keras.layers.Conv2D)]
@@ -53,7 +51,7 @@ def channel_usage(model: Codec, x) -> list[np.ndarray]:
     return usage
 
 
-def prune_into(fast: Codec, source: list, usage) -> None:
+def prune_into(fast: KerasCodec, source: list, usage) -> None:
     """Copy the source encoder ((kernel, bias) per layer of ``encoder_convs``) into ``fast``'s narrower
     one, keeping each narrowed layer's most used output channels (and the next layer's matching inputs)."""
     keep_in = None
@@ -68,19 +66,19 @@ def prune_into(fast: Codec, source: list, usage) -> None:
         fc.bias.assign(bias)
 
 
-def weight_arrays(model: Codec) -> dict:
+def weight_arrays(model: KerasCodec) -> dict:
     return position_arrays(encoder_convs(model))
 
 
-def assign_weights(model: Codec, arrays: dict) -> None:
+def assign_weights(model: KerasCodec, arrays: dict) -> None:
     assign_positions(encoder_convs(model), arrays, "fast encoder")
 
 
-def build_fast(cfg: Config, widths, codec_weights) -> Codec:
+def build_fast(cfg: Config, widths, codec_weights) -> KerasCodec:
     """The codec with a narrower analysis (hidden widths ``widths``, the last one kept, since the
     hyper-analysis reads it) and every other weight from ``codec_weights``."""
     n_enc = tuple(widths) + (cfg.n_enc[-1],)
-    model = Codec(dataclasses.replace(cfg, n_enc=n_enc))
+    model = KerasCodec(dataclasses.replace(cfg, n_enc=n_enc))
     model.build_all()
     with np.load(codec_weights) as data:
         for v in model.weights:
@@ -102,7 +100,7 @@ def starting_point(cfg: Config, init, base: dict, prune_from, x_u8):
             assign_weights(source, {k: data[k] for k in data.files})
         label = f"{prune_from} {tuple(meta['widths'])}"
     else:
-        source = Codec(cfg)
+        source = KerasCodec(cfg)
         source.build_all()
         load_weights_npz(source, init, strict=True)
         label = f"the codec's analysis {cfg.n_enc[:-1]}"

@@ -1,6 +1,6 @@
 """Train a faster synthesis for the live view, on the latents of a trained codec; resumable.
 
-    nice -n 10 python tools/train_live.py ../shared/data/train --init models/checkpoint/weights.npz
+    nice -n 10 python -m tools.train_live ../shared/data/train --init models/checkpoint/weights.npz
 
 The codec's encoder, hyperprior and gains stay frozen, so a bitstream decodes with either synthesis:
 the live one only trades some PSNR for speed where someone watches frames as they arrive. Its widths
@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -28,13 +27,12 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from codec_model import IGDN, LATENT_CLIP, Codec, Config, synthesis  # noqa: E402
-from train import (add_part_options, assign_positions, batches, continue_or_start, load_images,  # noqa: E402
+from tools.codec_model import IGDN, LATENT_CLIP, Config, KerasCodec, synthesis  # noqa: E402
+from tools.train import (add_part_options, assign_positions, batches, continue_or_start, load_images,  # noqa: E402
                    load_weights_npz, parse_with_loop_options, position_arrays, run_steps, save_part)
 
 
-def latents(model: Codec, x, quality):
+def latents(model: KerasCodec, x, quality):
     """The decoder's input for images x at the given qualities: round(y * gain) / gain, as at run time."""
     gain = tf.exp(tf.gather(model.log_gain, quality))[:, None, None, :]
     inv_gain = tf.exp(tf.gather(model.log_inv_gain, quality))[:, None, None, :]
@@ -111,7 +109,7 @@ def main(argv=None):
     widths = tuple(int(w) for w in args.widths.split(","))
     if len(widths) != 3 or min(widths) < 1:
         raise SystemExit("train_live: --widths takes three positive channel counts, e.g. 48,24,12")
-    model = Codec(cfg)
+    model = KerasCodec(cfg)
     model.build_all()
     load_weights_npz(model, init, strict=True)
     live = build_live(cfg, widths)

@@ -1,7 +1,7 @@
 """Train model v2 (PyTorch) on CPU or CUDA; resumable, meant to run for hours in the background.
 
-    nice -n 10 python tools/train_torch.py ../shared/data/train --run runs/v2
-    python tools/train_torch.py --pack .gpu/pack.npz --run runs/gpu --minutes 9   # on a GPU machine
+    nice -n 10 python -m tools.train_torch ../shared/data/train --run runs/v2
+    python -m tools.train_torch --pack .gpu/pack.npz --run runs/gpu --minutes 9   # on a GPU machine
 
 Resumes from ``RUN/ckpt.pt`` (weights, optimizer, step) when present, else from ``--init`` weights
 (default: the committed ``models/checkpoint/v2.npz`` if it exists), else starts from the seed. Every
@@ -18,15 +18,13 @@ import json
 import os
 import pathlib
 import signal
-import sys
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from torch_codec import Codec, Config, rd_loss  # noqa: E402
-from train_data import batches, load_images, load_pack, rd_summary  # noqa: E402
+from tools.torch_codec import Codec, Config, rd_loss  # noqa: E402
+from tools.train_data import batches, load_images, load_pack, rd_summary  # noqa: E402
 
 SEED = 20261204
 # (first step, learning rate): Adam's rate from that step on, after a linear warm-up over WARMUP steps.

@@ -1,9 +1,11 @@
 """The companion microcontroller as a pipeline stage: triggers, quality commands, frames over serial.
 
-The stage owns one ``firmware_bridge.Link``. The encoder hands it every encoded frame (``offer``);
+The stage owns one ``firmware_bridge.Link``. It is one of the encoder's taps: the encoder offers it every
+encoded frame (``offer``, wired by ``attach``), beside the sender's queue and without waiting for it;
 a TRIGGER from the MCU sends the newest one, or with ``mode = "all"`` every frame is sent. One
 frame is in flight at a time and one waits, the newest: a slow serial line never builds a backlog.
-SET_QUALITY replaces the encoder's rate control (a fixed quality, or a target bitrate).
+SET_QUALITY replaces the encoder's rate control (``EncodeStage.set_rate``: a fixed quality, or a target
+bitrate).
 
 Only key frames go over serial: the line drops frames (newest wins) and the MCU keeps single frames,
 so a delta frame would be undecodable there. In stream mode a trigger asks the encoder for a key
@@ -48,7 +50,10 @@ class _McuEvents(LinkHandler):
 
 
 class BridgeStage(Stage):
-    """Serial link to the MCU; ``port`` may be an open serial-like object in place of ``config.port``."""
+    """Serial link to the MCU; ``port`` may be an open serial-like object in place of ``config.port``.
+
+    ``attach`` connects it to the encoder both ways: the frames in, key frame requests and rate control out.
+    """
 
     name = "bridge"
 
@@ -56,7 +61,7 @@ class BridgeStage(Stage):
                  port: Any = None, send_timeout: float = SEND_TIMEOUT):
         super().__init__()
         self.config = config
-        self.encoder = encoder
+        self.encoder = encoder  # request_key, set_rate, intra, key_interval_s
         self.qualities = sorted(qualities)
         self.fps = fps
         self.send_timeout = send_timeout
@@ -75,6 +80,14 @@ class BridgeStage(Stage):
                              handler=_McuEvents(self))
         except BridgeError as exc:
             raise ConfigError(f"[bridge] port = {config.port!r}: {exc}") from None
+
+    @classmethod
+    def attach(cls, config: BridgeConfig, encoder: EncodeStage, qualities: Sequence[int], fps: float,
+               **kw) -> "BridgeStage":
+        """A bridge that receives every frame ``encoder`` encodes (one of its taps) and steers it."""
+        stage = cls(config, encoder, qualities, fps, **kw)
+        encoder.add_tap(stage)
+        return stage
 
     @property
     def dropped(self) -> int:
@@ -124,7 +137,7 @@ class BridgeStage(Stage):
             rate = FixedQuality(quality)
         else:
             return
-        self.encoder.rate = rate  # the encoder reads it once per frame
+        self.encoder.set_rate(rate)
         log.info("MCU set quality=%s target_bps=%d", quality if quality is not None else "unchanged",
                  msg.target_bps)
 
@@ -165,18 +178,3 @@ class BridgeStage(Stage):
                 "serial_triggers": self.triggers, "serial_quality_commands": self.quality_commands,
                 "serial_peer_alive": self.link.peer_alive}
 
-
-class TapQueue:
-    """The encoder's outbox, with every frame also offered to the bridge (only to it when outbox is None)."""
-
-    def __init__(self, outbox, bridge: BridgeStage):
-        self._outbox = outbox
-        self._bridge = bridge
-        self._last: Optional[Encoded] = None
-
-    def put(self, item: Encoded, block: bool = True, timeout: Optional[float] = None) -> None:
-        if item is not self._last:  # the encoder retries put() while the sender is busy
-            self._last = item
-            self._bridge.offer(item)
-        if self._outbox is not None:
-            self._outbox.put(item, block, timeout)
