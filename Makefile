@@ -24,3 +24,9 @@ demo: venv
 
 asan: venv
 	PY=$(PY) .ci/asan.sh
+
+# The codec, bitstream and stream-mode tests and a bit-exactness check against x86 under an emulated
+# aarch64 Debian (qemu-user-static + debootstrap; needs root; docs/arm.md). Not part of `make test`.
+.PHONY: test-aarch64
+test-aarch64: venv
+	PY=$(PY) .ci/aarch64.sh

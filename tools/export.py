@@ -152,7 +152,7 @@ def least_error_tops(activations: list[np.ndarray], samples: int = 1 << 20, seed
 
 
 def encoder_function(model: KerasCodec, quality: int | None, fake_quant: bool, space_to_depth: bool = True,
-                     act_tops: list[float] | None = None):
+                     act_tops: list[float] | None = None, size: tuple[int, int] | None = None):
     """Analysis + hyper-analysis on 0..255 RGB; with a quality, its gain is folded into the last conv.
 
     The gained latents are pinned to scale 1 (their int8 values are the symbols). The hyper-analysis
@@ -161,12 +161,13 @@ def encoder_function(model: KerasCodec, quality: int | None, fake_quant: bool, s
     ``act_tops`` (from ``activation_ranges``) pins each ReLU output's int8 range to [0, top].
     """
     return encoder_function_from(_encoder_layers(model, quality, space_to_depth), quality,
-                                 model.cfg.hyper_from == "features", fake_quant, act_tops)
+                                 model.cfg.hyper_from == "features", fake_quant, act_tops, size)
 
 
 def encoder_function_from(layers, quality: int | None, from_features: bool, fake_quant: bool,
-                          act_tops: list[float] | None = None):
-    """``encoder_function`` of the encoder ``encoder_layers`` describes."""
+                          act_tops: list[float] | None = None, size: tuple[int, int] | None = None):
+    """``encoder_function`` of the encoder ``encoder_layers`` describes; ``size`` (height, width) fixes
+    the input shape (accelerators such as the Edge TPU compile only static shapes)."""
     def fq(t):
         return tf.quantization.fake_quant_with_min_max_args(t, min=-128.0, max=127.0, num_bits=8) if fake_quant else t
 
@@ -175,7 +176,9 @@ def encoder_function_from(layers, quality: int | None, from_features: bool, fake
             return h
         return tf.quantization.fake_quant_with_min_max_args(h, min=0.0, max=act_tops[i], num_bits=8)
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
+    height, width = size or (None, None)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="image")])
     def encode(image):
         y, z = _analyse(image, layers, quality, from_features, fq, hidden)
         return {"y": tf.identity(y, name="y"), "z": tf.identity(z, name="z")}

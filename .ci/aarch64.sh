@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# edgecodec on aarch64, emulated (issue 18): on a Debian x86-64 machine, as root, from scratch.
+#  1. installs qemu-user-static, binfmt-support and debootstrap, and registers qemu for arm64 binaries;
+#  2. builds a Debian bookworm arm64 userland (python3 3.11, python3-venv, python3-dev, gcc) in
+#     .aarch64/rootfs (git-ignored, kept for the next run; AARCH64_FRESH=1 rebuilds it);
+#  3. copies the source tree in and pip-installs it into a venv at /opt/edgecodec/venv there, as
+#     docs/arm.md installs it on a board: the C extensions compiled by arm64 gcc, numpy, opencv and
+#     ai-edge-litert from PyPI's aarch64 wheels;
+#  4. runs the codec, bitstream, coder, fixed-point and stream-mode tests under aarch64;
+#  5. checks bit-exactness both ways (tests/test_aarch64_golden.py write/check --wide): stills and
+#     stream-mode packets encoded on aarch64 must be the bytes x86 writes for the same images and decode
+#     to the same pixels there, and the reverse.
+#   .ci/aarch64.sh            the whole run (about 20 minutes from scratch on 2 cores, see docs/arm.md)
+#   .ci/aarch64.sh --golden   also re-record tests/data/aarch64/ from the aarch64 encoder
+# Environment: PY (x86 Python with edgecodec installed, default .venv/bin/python), DEBIAN_MIRROR,
+# AARCH64_CACHE (default .aarch64), AARCH64_FRESH=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+PY=${PY:-.venv/bin/python}
+case "$PY" in /*) ;; *) PY="$REPO/$PY" ;; esac
+CACHE=${AARCH64_CACHE:-$REPO/.aarch64}
+ROOT=$CACHE/rootfs
+SUITE=bookworm
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+PKGS=python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates
+VENV=/opt/edgecodec/venv  # inside the arm64 root, where docs/arm.md and systemd/*.service put it
+TESTS=(tests/test_codec.py tests/test_bitstream.py tests/test_entropy_coder.py tests/test_fixedpoint.py
+       tests/test_temporal.py tests/test_int8_kernel.py tests/test_aarch64_golden.py)
+GOLDEN=0
+[ "${1:-}" = --golden ] && GOLDEN=1
+export DEBIAN_FRONTEND=noninteractive
+T0=$(date +%s)
+log() { printf '[aarch64.sh %5ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
+die() { log "FAILED: $*"; exit 1; }
+[ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, binfmt_misc)"
+[ "$(uname -m)" = x86_64 ] || log "warning: meant for an x86-64 host, this is $(uname -m)"
+
+# --- 1. host tools and qemu's binfmt registration ----------------------------------------------------
+missing=()
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+BINFMT=/proc/sys/fs/binfmt_misc
+[ -e $BINFMT/register ] || mount -t binfmt_misc binfmt_misc $BINFMT 2>/dev/null || true
+[ -e $BINFMT/register ] || die "binfmt_misc is not available here (a container without the privilege to mount
+it?): arm64 programs that start other programs (debootstrap, pip, gcc) cannot run under qemu without it.
+Run on a VM or a --privileged container."
+[ -e $BINFMT/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 2>/dev/null \
+    || sed -n '/^:/p' /usr/lib/binfmt.d/qemu-aarch64.conf > $BINFMT/register
+grep -qx enabled $BINFMT/qemu-aarch64 || die "qemu-aarch64 is registered but disabled in $BINFMT"
+INTERP=$(sed -n 's/^interpreter //p' $BINFMT/qemu-aarch64)
+FLAGS=$(sed -n 's/^flags: //p' $BINFMT/qemu-aarch64)
+log "qemu: $(qemu-aarch64-static --version | head -1); binfmt interpreter $INTERP, flags $FLAGS"
+
+# --- 2. the arm64 userland (cached) -----------------------------------------------------------------
+mounted() { grep -q " $ROOT/$1 " /proc/mounts; }
+unmount_all() {
+    local m
+    for m in dev/pts dev proc sys; do mounted $m && umount -l "$ROOT/$m"; done
+    return 0
+}
+trap unmount_all EXIT
+unmount_all
+STAMP="$SUITE arm64 $PKGS"
+if [ "${AARCH64_FRESH:-0}" = 1 ] || [ "$(cat "$ROOT/.edgecodec-rootfs" 2>/dev/null)" != "$STAMP" ]; then
+    log "debootstrap $SUITE arm64 into $ROOT (first stage: download and unpack)"
+    rm -rf "$ROOT"
+    mkdir -p "$CACHE"
+    debootstrap --arch=arm64 --foreign --variant=minbase --include=$PKGS $SUITE "$ROOT" "$MIRROR" \
+        >"$CACHE/debootstrap1.log" 2>&1 || { tail -20 "$CACHE/debootstrap1.log"; die "debootstrap first stage"; }
+    case "$FLAGS" in *F*) ;; *) install -D "$(readlink -f "$INTERP")" "$ROOT$INTERP" ;; esac
+    log "debootstrap second stage (configures the packages, under qemu)"
+    chroot "$ROOT" /debootstrap/debootstrap --second-stage >"$CACHE/debootstrap2.log" 2>&1 \
+        || { tail -20 "$CACHE/debootstrap2.log"; die "debootstrap second stage"; }
+    echo "$STAMP" > "$ROOT/.edgecodec-rootfs"
+else
+    log "reusing the arm64 userland in $ROOT (AARCH64_FRESH=1 rebuilds it)"
+fi
+case "$FLAGS" in *F*) ;; *) install -D "$(readlink -f "$INTERP")" "$ROOT$INTERP" ;; esac
+mount -t proc proc "$ROOT/proc"
+mount --bind /dev "$ROOT/dev"
+mount --bind /dev/pts "$ROOT/dev/pts"
+# No /sys: with the host's sysfs in view, Codec.load segfaults under qemu-user (LiteRT reading a CPU
+# topology that is not the emulated CPU's). Boards have their own /sys; this is emulation only.
+cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# pip inside trusts what the host trusts (a CI network may intercept TLS with its own CA) and uses its proxy.
+cp -L "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" "$ROOT/etc/ssl/host-ca.crt"
+PASS=(PIP_CERT=/etc/ssl/host-ca.crt SSL_CERT_FILE=/etc/ssl/host-ca.crt)
+for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL; do
+    [ -n "${!v:-}" ] && PASS+=("$v=${!v}")
+done
+arm() {  # run a command in the arm64 root, with a clean environment
+    chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 PATH=$VENV/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1 PYTHONFAULTHANDLER=1 "${PASS[@]}" "$@"
+}
+arm /bin/sh -c 'echo "arm64 userland: $(uname -m), $(python3 --version), $(gcc --version | head -1)"'
+
+# --- 3. the source tree and the install, as on a board ----------------------------------------------
+log "copying the source tree (tracked and untracked, not ignored files) to /src/edgecodec"
+rm -rf "$ROOT/src/edgecodec"
+mkdir -p "$ROOT/src/edgecodec"
+git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -cf - 2>/dev/null \
+    | tar -xf - -C "$ROOT/src/edgecodec"
+find "$ROOT/src/edgecodec" -name '*.so' -delete  # (none: they are ignored) the tests must use the arm64 build
+[ -x "$ROOT$VENV/bin/python" ] || arm python3 -m venv $VENV
+log "pip install -U pip; pip install /src/edgecodec (compiles the C extensions with arm64 gcc)"
+{ arm python -m pip install -U pip && arm python -m pip install /src/edgecodec pytest pytest-timeout; } \
+    >"$CACHE/pip.log" 2>&1 || { tail -40 "$CACHE/pip.log"; die "pip install under aarch64"; }
+grep -E "^Successfully installed|manylinux.*aarch64" "$CACHE/pip.log" | sed 's/^/  /'
+arm /bin/sh -c "cd / && python -c '
+import platform, numpy, cv2, ai_edge_litert, edgecodec.entropy._rangecoder as rc, edgecodec.models._fixedpoint as fx
+from edgecodec.models import int8
+from edgecodec.codec import Codec
+c = Codec.load()
+print(\"installed on\", platform.machine(), \"python\", platform.python_version(), \"numpy\", numpy.__version__,
+      \"opencv\", cv2.__version__, \"ai-edge-litert\", ai_edge_litert.__version__ if hasattr(ai_edge_litert, \"__version__\") else \"?\")
+print(\"  C extensions:\", rc.__file__, fx.__file__)
+print(\"  AVX2 int8 kernel:\", int8.AVAILABLE, \"(the float32 / numpy path on ARM); model\", c.model_id.hex())
+'"
+ln -sf $VENV/bin/edgecodec "$ROOT/usr/local/bin/edgecodec"  # as docs/arm.md installs it for systemd/*.service
+arm python -m pip list 2>/dev/null | grep -iE '^(ai-edge-litert|numpy|opencv-python-headless|pip) ' | sed 's/^/  /'
+
+# --- 4. the tests under aarch64 ----------------------------------------------------------------------
+# As .ci/run does on x86: the tests run against an editable install (the extensions built in place by
+# arm64 gcc), since some start `python -c` in the source tree, where its edgecodec/ comes first.
+arm python -m pip install -e /src/edgecodec >"$CACHE/pip-e.log" 2>&1 || { tail -40 "$CACHE/pip-e.log"; die "pip install -e"; }
+log "pytest under aarch64: ${TESTS[*]}"
+arm /bin/sh -c "cd /src/edgecodec && pytest -q -p no:cacheprovider -o addopts=-ra --timeout=1800 ${TESTS[*]}" \
+    || die "tests under aarch64"
+
+# --- 5. bit-exactness, both ways ---------------------------------------------------------------------
+XC=$ROOT/xcheck
+rm -rf "$XC"
+mkdir -p "$XC"
+log "cross-check: encode the wide case set on aarch64 and on x86"
+arm python /src/edgecodec/tests/test_aarch64_golden.py write /xcheck/arm --wide
+"$PY" tests/test_aarch64_golden.py write "$XC/x86" --wide
+log "cross-check: x86 re-encodes aarch64's sources and decodes its packets"
+"$PY" tests/test_aarch64_golden.py check "$XC/arm" | tee "$XC/x86_checks_arm.txt" || die "aarch64 -> x86 differs"
+log "cross-check: aarch64 re-encodes x86's sources and decodes its packets"
+arm python /src/edgecodec/tests/test_aarch64_golden.py check /xcheck/x86 | tee "$XC/arm_checks_x86.txt" \
+    || die "x86 -> aarch64 differs"
+"$PY" - "$XC/arm/cases.json" "$XC/x86/cases.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+strip = lambda c: {k: v for k, v in c.items() if k not in ("machine", "python", "numpy")}
+assert strip(a) == strip(b), "the two machines' case files differ"
+n = len(a["stills"]) + sum(len(s["frames"]) for s in a["streams"])
+print(f"identical case files: {len(a['stills'])} stills + {n - len(a['stills'])} frames of {len(a['streams'])} "
+      f"streams; bytes and decoded pixels equal for all {n}, both ways")
+EOF
+log "cross-check: the CLI (/usr/local/bin/edgecodec, as the systemd units call it) on both machines"
+arm python -c "
+import cv2, sys; sys.path.insert(0, '/src/edgecodec/tests'); from test_aarch64_golden import source
+cv2.imwrite('/xcheck/cli.png', cv2.cvtColor(source(400, 300, 1234567), cv2.COLOR_RGB2BGR))"
+arm /usr/local/bin/edgecodec encode /xcheck/cli.png -o /xcheck/cli_arm.ecc -q 5
+arm /usr/local/bin/edgecodec decode /xcheck/cli_arm.ecc -o /xcheck/cli_arm.png
+"$(dirname "$PY")/edgecodec" encode "$XC/cli.png" -o "$XC/cli_x86.ecc" -q 5
+"$(dirname "$PY")/edgecodec" decode "$XC/cli_arm.ecc" -o "$XC/cli_x86.png"
+cmp "$XC/cli_arm.ecc" "$XC/cli_x86.ecc" || die "CLI: aarch64 and x86 wrote different bytes"
+cmp "$XC/cli_arm.png" "$XC/cli_x86.png" || die "CLI: aarch64 and x86 decoded different PNGs"
+echo "CLI: identical .ecc ($(stat -c %s "$XC/cli_arm.ecc") bytes) and decoded PNG on both machines"
+if [ $GOLDEN = 1 ]; then
+    log "re-recording tests/data/aarch64 from the aarch64 encoder"
+    arm python /src/edgecodec/tests/test_aarch64_golden.py write /xcheck/golden
+    rm -rf tests/data/aarch64
+    mkdir -p tests/data/aarch64
+    cp "$XC"/golden/* tests/data/aarch64/
+    du -cb tests/data/aarch64/* | tail -1
+fi
+log "aarch64 run passed"
