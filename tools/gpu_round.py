@@ -156,7 +156,7 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("prepare", help="pack the data, fetch the wheels, check the size, print the command")
     p.add_argument("data", nargs="+", help="folders of training images")
-    p.add_argument("--budget-mib", type=float, default=22.0,
+    p.add_argument("--budget-mib", type=float, default=18.0,
                    help="size of the packed crops (the whole tree that travels must stay under 64 MiB)")
     p.add_argument("--crop", type=int, default=320, help="side of the packed crops (training cuts 256)")
     p.add_argument("--seed", type=int, default=20261204)
