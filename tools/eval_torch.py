@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from edgecodec.evaluate import psnr  # noqa: E402
 from tools.rd_plot import bd_rate, opencv_curve, psnr_overlap  # noqa: E402
 from tools.torch_codec import Codec, Config, estimate  # noqa: E402
 from tools.train_data import IMAGE_SUFFIXES  # noqa: E402
@@ -50,10 +51,9 @@ def v2_curve(model: Codec, images, qualities, threads: int):
             padded = np.pad(img, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
             x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255.0
             x_hat, bits = estimate(model, x, q)
-            out = np.round(x_hat[0].permute(1, 2, 0).numpy()[:h, :w] * 255.0)
-            mse = np.mean(np.square(out - img.astype(np.float64)))
+            out = np.round(x_hat[0].permute(1, 2, 0).numpy()[:h, :w] * 255.0).astype(np.uint8)
             bpp.append(float(bits[0]) / (h * w))
-            dbs.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
+            dbs.append(psnr(img, out))
         points.append({"quality": q, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(dbs))})
         print(f"v2 q{q}: {points[-1]['bpp']:.3f} bpp {points[-1]['psnr']:.2f} dB", flush=True)
     return points
