@@ -7,9 +7,10 @@
 #     docs/arm.md installs it on a board: the C extensions compiled by arm64 gcc, numpy, opencv and
 #     ai-edge-litert from PyPI's aarch64 wheels;
 #  4. runs the codec, bitstream, coder, fixed-point and stream-mode tests under aarch64;
-#  5. checks bit-exactness both ways (tests/test_aarch64_golden.py write/check --wide): stills and
-#     stream-mode packets encoded on aarch64 must be the bytes x86 writes for the same images and decode
-#     to the same pixels there, and the reverse.
+#  5. checks bit-exactness both ways on the same source pixels (generated on x86, read by both as .npy;
+#     tests/test_aarch64_golden.py sources/write/check): stills and stream-mode packets encoded on either
+#     machine must be the bytes the other writes and decode there to the same integer latents (the
+#     float synthesis' pixels are compared and counted, PSNR within 0.05 dB); the CLI likewise.
 #   .ci/aarch64.sh            the whole run (about 20 minutes from scratch on 2 cores, see docs/arm.md)
 #   .ci/aarch64.sh --golden   also re-record tests/data/aarch64/ from the aarch64 encoder
 # Environment: PY (x86 Python with edgecodec installed, default .venv/bin/python), DEBIAN_MIRROR,
@@ -134,37 +135,68 @@ arm /bin/sh -c "cd /src/edgecodec && pytest -q -p no:cacheprovider -o addopts=-r
     || die "tests under aarch64"
 
 # --- 5. bit-exactness, both ways ---------------------------------------------------------------------
+# The same source pixels on both machines: generated once on x86 (TestScene draws with OpenCV, whose
+# resize and anti-aliasing differ between ARM and x86) and read by both as .npy files from /xcheck/sources.
+# Must hold: identical bytes, identical decoded integer latents, PSNR within 0.05 dB. Counted: identical
+# decoded pixels (the float synthesis may round differently per CPU), with the max abs difference.
 XC=$ROOT/xcheck
 rm -rf "$XC"
 mkdir -p "$XC"
-log "cross-check: encode the wide case set on aarch64 and on x86"
-arm python /src/edgecodec/tests/test_aarch64_golden.py write /xcheck/arm --wide
-"$PY" tests/test_aarch64_golden.py write "$XC/x86" --wide
-log "cross-check: x86 re-encodes aarch64's sources and decodes its packets"
-"$PY" tests/test_aarch64_golden.py check "$XC/arm" | tee "$XC/x86_checks_arm.txt" || die "aarch64 -> x86 differs"
-log "cross-check: aarch64 re-encodes x86's sources and decodes its packets"
-arm python /src/edgecodec/tests/test_aarch64_golden.py check /xcheck/x86 | tee "$XC/arm_checks_x86.txt" \
-    || die "x86 -> aarch64 differs"
-"$PY" - "$XC/arm/cases.json" "$XC/x86/cases.json" <<'EOF'
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-strip = lambda c: {k: v for k, v in c.items() if k not in ("machine", "python", "numpy")}
-assert strip(a) == strip(b), "the two machines' case files differ"
-n = len(a["stills"]) + sum(len(s["frames"]) for s in a["streams"])
-print(f"identical case files: {len(a['stills'])} stills + {n - len(a['stills'])} frames of {len(a['streams'])} "
-      f"streams; bytes and decoded pixels equal for all {n}, both ways")
-EOF
+FAILED=()
+log "cross-check: the wide set's sources, generated on x86"
+"$PY" tests/test_aarch64_golden.py sources "$XC/sources"
+log "cross-check: encode and decode the wide set on aarch64 and on x86"
+arm python /src/edgecodec/tests/test_aarch64_golden.py write /xcheck/arm --sources /xcheck/sources
+"$PY" tests/test_aarch64_golden.py write "$XC/x86" --sources "$XC/sources"
+log "cross-check: x86 decodes aarch64's packets (and compares its own bytes with aarch64's)"
+"$PY" tests/test_aarch64_golden.py check "$XC/arm" --mine "$XC/x86" --json "$XC/x86_checks_arm.json" \
+    | tee "$XC/x86_checks_arm.txt" || FAILED+=("aarch64 -> x86")
+log "cross-check: aarch64 decodes x86's packets (and compares its own bytes with x86's)"
+arm python /src/edgecodec/tests/test_aarch64_golden.py check /xcheck/x86 --mine /xcheck/arm \
+    --json /xcheck/arm_checks_x86.json | tee "$XC/arm_checks_x86.txt" || FAILED+=("x86 -> aarch64")
 log "cross-check: the CLI (/usr/local/bin/edgecodec, as the systemd units call it) on both machines"
-arm python -c "
-import cv2, sys; sys.path.insert(0, '/src/edgecodec/tests'); from test_aarch64_golden import source
-cv2.imwrite('/xcheck/cli.png', cv2.cvtColor(source(400, 300, 1234567), cv2.COLOR_RGB2BGR))"
+"$PY" -c "
+import cv2, sys; sys.path.insert(0, 'tests'); from test_aarch64_golden import source
+cv2.imwrite('$XC/cli.png', cv2.cvtColor(source(401, 301, 1234567), cv2.COLOR_RGB2BGR))"
+X86CLI=$(dirname "$PY")/edgecodec
 arm /usr/local/bin/edgecodec encode /xcheck/cli.png -o /xcheck/cli_arm.ecc -q 5
-arm /usr/local/bin/edgecodec decode /xcheck/cli_arm.ecc -o /xcheck/cli_arm.png
-"$(dirname "$PY")/edgecodec" encode "$XC/cli.png" -o "$XC/cli_x86.ecc" -q 5
-"$(dirname "$PY")/edgecodec" decode "$XC/cli_arm.ecc" -o "$XC/cli_x86.png"
-cmp "$XC/cli_arm.ecc" "$XC/cli_x86.ecc" || die "CLI: aarch64 and x86 wrote different bytes"
-cmp "$XC/cli_arm.png" "$XC/cli_x86.png" || die "CLI: aarch64 and x86 decoded different PNGs"
-echo "CLI: identical .ecc ($(stat -c %s "$XC/cli_arm.ecc") bytes) and decoded PNG on both machines"
+"$X86CLI" encode "$XC/cli.png" -o "$XC/cli_x86.ecc" -q 5
+arm /usr/local/bin/edgecodec decode /xcheck/cli_x86.ecc -o /xcheck/cli_x86_on_arm.png
+"$X86CLI" decode "$XC/cli_arm.ecc" -o "$XC/cli_arm_on_x86.png"
+arm /usr/local/bin/edgecodec decode /xcheck/cli_arm.ecc -o /xcheck/cli_arm_on_arm.png
+"$X86CLI" decode "$XC/cli_x86.ecc" -o "$XC/cli_x86_on_x86.png"
+cmp "$XC/cli_arm.ecc" "$XC/cli_x86.ecc" || FAILED+=("CLI: aarch64 and x86 wrote different .ecc bytes")
+echo "CLI: .ecc $(stat -c %s "$XC/cli_arm.ecc") bytes on aarch64, $(stat -c %s "$XC/cli_x86.ecc") on x86"
+"$PY" - "$XC" <<'EOF'
+import sys, cv2, numpy as np
+xc = sys.argv[1]
+r = lambda n: cv2.imread(f"{xc}/{n}.png", cv2.IMREAD_UNCHANGED).astype(np.int16)
+src = r("cli")
+p = lambda i: 10 * np.log10(255 ** 2 / np.mean((i - src) ** 2.0))
+for a, b in (("cli_arm_on_x86", "cli_arm_on_arm"), ("cli_x86_on_arm", "cli_x86_on_x86")):
+    x, y = r(a), r(b)
+    d = np.abs(x - y)
+    print(f"CLI: {a}.png vs {b}.png: " + ("identical" if not d.any() else
+          f"{np.count_nonzero(d)} of {d.size} values differ, max |d| {d.max()}, PSNR {p(x):.4f} vs {p(y):.4f} dB"))
+EOF
+log "cross-check summary"
+"$PY" - "$XC" <<'EOF' | tee "$XC/summary.txt"
+import json, sys
+xc = sys.argv[1]
+for name, way in (("x86_checks_arm", "encoded on aarch64, decoded on x86"),
+                  ("arm_checks_x86", "encoded on x86, decoded on aarch64")):
+    c = json.load(open(f"{xc}/{name}.json"))
+    n, rows = c["counts"], c["cases"]
+    total = n["stills"] + n["frames"]
+    diff = [r for r in rows if not r["pixels_equal"]]
+    worst = max((r["max_abs_diff"] for r in diff), default=0)
+    dpsnr = max((abs(r["psnr_here"] - r["psnr_there"]) for r in rows), default=0)
+    print(f"{way}: {n['stills']} stills + {n['frames']} frames of {n['streams']} streams; identical bytes "
+          f"{n['bytes_equal']}/{total}, latents {n['latents_equal']}/{total}, pixels {n['pixels_equal']}/{total} "
+          f"(where they differ: max |d| {worst}, PSNR difference at most {dpsnr:.4f} dB)")
+    for line in c["required_failures"]:
+        print("  DIFFERS:", line)
+EOF
 if [ $GOLDEN = 1 ]; then
     log "re-recording tests/data/aarch64 from the aarch64 encoder"
     arm python /src/edgecodec/tests/test_aarch64_golden.py write /xcheck/golden
@@ -173,4 +205,5 @@ if [ $GOLDEN = 1 ]; then
     cp "$XC"/golden/* tests/data/aarch64/
     du -cb tests/data/aarch64/* | tail -1
 fi
+[ ${#FAILED[@]} = 0 ] || die "cross-check: ${FAILED[*]}"
 log "aarch64 run passed"
