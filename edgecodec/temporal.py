@@ -18,7 +18,9 @@ the model's own distortion at that quality (from the Kodak figures in its manife
 changed at all. Sensor noise on a static background stays below that, so it is not re-sent; slow drifts
 (light) are re-sent once they pass it. A skipped block's error is its key-frame error plus at most that
 drift, so with the default 0.5 the stream's PSNR stays within 10 log10(1.5) = 1.8 dB of intra coding in
-the worst case, and far closer where the background is still.
+the worst case, and far closer where the background is still. When no block of a frame passed the
+threshold, the frame is sent as an all-kept delta frame without running the analysis network at all: on
+a still scene most frames cost the camera a pixel difference and a few bytes.
 
 Key frames come at the start, on ``request_key`` (a decoder that joined or lost a packet), when the
 quality or the frame size changes, and every ``key_interval_s`` of capture time: a viewer who joins sees a
@@ -110,6 +112,7 @@ class StreamEncoder:
         self.keys = 0
         self.deltas = 0
         self.last_coded_share = 1.0  # of the last frame's positions, the share it coded
+        self.analyses_skipped = 0  # delta frames in which no block changed: sent without running the network
 
     def request_key(self) -> None:
         """Make the next frame a key frame (a viewer joined, a packet was lost, the stream restarts)."""
@@ -133,9 +136,9 @@ class StreamEncoder:
         quality = codec._check_quality(quality)
         rgb, channels = to_rgb(image)
         padded = pad_image(rgb)
-        y, z = codec.analyse(padded, quality)
         h, w = rgb.shape[:2]
         if self._needs_key(quality, rgb, sequence, timestamp_us):
+            y, z = codec.analyse(padded, quality)
             packet = self._key(y, z, quality, h, w, channels, sequence, timestamp_us)
             self._source = padded.copy()
             self._key_time_us, self._key_requested = timestamp_us, False
@@ -146,9 +149,15 @@ class StreamEncoder:
         a = contract.ALIGN
         diff = cv2.absdiff(padded, self._source)
         # Mean squared error per 16x16 block: INTER_AREA at an exact 1/16 scale is the block mean.
-        err = cv2.resize(cv2.multiply(diff, diff, dtype=cv2.CV_32F), (y.shape[1], y.shape[0]),
+        err = cv2.resize(cv2.multiply(diff, diff, dtype=cv2.CV_32F), (padded.shape[1] // a, padded.shape[0] // a),
                          interpolation=cv2.INTER_AREA).mean(axis=2)
-        coded = (err > self.skip_mse(quality)) & (y != ref.y).any(axis=-1)
+        changed = err > self.skip_mse(quality)
+        if changed.any():
+            y, z = codec.analyse(padded, quality)
+            coded = changed & (y != ref.y).any(axis=-1)
+        else:  # nothing moved: no block can be coded, so the analysis (most of an encode) is not needed
+            y, z, coded = ref.y, ref.z, changed
+            self.analyses_skipped += 1
         streams, y_mix, z_mix = self._delta_streams(y, z, coded, quality)
         header = Header(kind=Kind.DELTA, model_id=codec.model_id, width=w, height=h, channels=channels,
                         quality=quality, sequence=sequence, timestamp_us=timestamp_us,

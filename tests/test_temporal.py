@@ -257,3 +257,21 @@ def test_bad_encoder_options_are_edgecodec_errors(codec, scene):
             StreamEncoder(codec, **options)
     with pytest.raises(EdgecodecError, match="quality"):
         StreamEncoder(codec).encode(scene.render(0), 99, 0, 0)
+
+
+def test_a_frame_where_nothing_moved_is_sent_without_running_the_analysis(codec, scene, monkeypatch):
+    """The same bytes as when the network runs, since no block passes the threshold either way."""
+    still = scene.render(0)
+    noisy = np.clip(still.astype(int) + np.random.default_rng(1).integers(-1, 2, still.shape), 0, 255).astype(np.uint8)
+    reference = StreamEncoder(codec)
+    expected = [reference.encode(f, Q, i, i * STEP_US) for i, f in enumerate([still, noisy, still])]
+    enc = StreamEncoder(codec)
+    calls = []
+    analyse = codec.analyse
+    monkeypatch.setattr(codec, "analyse", lambda *a: calls.append(1) or analyse(*a))
+    got = [enc.encode(f, Q, i, i * STEP_US) for i, f in enumerate([still, noisy, still])]
+    assert got == expected
+    assert len(calls) == 1 and enc.analyses_skipped == 2  # the key frame only
+    moved = scene.render(30 * STEP_US)
+    enc.encode(moved, Q, 3, 3 * STEP_US)
+    assert len(calls) == 2 and enc.last_coded_share > 0
