@@ -36,7 +36,8 @@ def test_serve_rotates_by_size_and_seals_every_file_on_sigterm(tmp_path):
             scan = reader.scan()
             entries, tail = reader.index()
             assert scan.intact and scan.frames
-            assert path.stat().st_size <= 0.02 * (1 << 20) + 8192
+            # files rotate at a key frame past the limit, and at twice the limit whatever comes
+            assert path.stat().st_size <= 2 * 0.02 * (1 << 20) + 8192
             assert tail == reader.size and len(entries) == len(scan.frames)  # closed with a final index
     sequences = []
     for path in files:
