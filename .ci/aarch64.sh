@@ -27,7 +27,8 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PKGS=python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates
 VENV=/opt/edgecodec/venv  # inside the arm64 root, where docs/arm.md and systemd/*.service put it
 TESTS=(tests/test_codec.py tests/test_bitstream.py tests/test_entropy_coder.py tests/test_fixedpoint.py
-       tests/test_temporal.py tests/test_int8_kernel.py tests/test_aarch64_golden.py)
+       tests/test_temporal.py tests/test_int8_kernel.py tests/test_analysis_kernel.py tests/test_exact_analysis.py
+       tests/test_aarch64_golden.py)
 GOLDEN=0
 [ "${1:-}" = --golden ] && GOLDEN=1
 export DEBIAN_FRONTEND=noninteractive
@@ -127,6 +128,16 @@ ln -sf $VENV/bin/edgecodec "$ROOT/usr/local/bin/edgecodec"  # as docs/arm.md ins
 arm python -m pip list 2>/dev/null | grep -iE '^(ai-edge-litert|numpy|opencv-python-headless|pip) ' | sed 's/^/  /'
 
 # --- 4. the tests under aarch64 ----------------------------------------------------------------------
+if [ $GOLDEN = 1 ]; then  # first, so that the tests below check the new set on both machines
+    log "re-recording tests/data/aarch64 from the aarch64 encoder"
+    rm -rf "$ROOT/golden"
+    arm python /src/edgecodec/tests/test_aarch64_golden.py write /golden
+    rm -rf tests/data/aarch64 "$ROOT/src/edgecodec/tests/data/aarch64"
+    mkdir -p tests/data/aarch64
+    cp "$ROOT"/golden/* tests/data/aarch64/
+    cp -r tests/data/aarch64 "$ROOT/src/edgecodec/tests/data/aarch64"
+    du -cb tests/data/aarch64/* | tail -1
+fi
 # As .ci/run does on x86: the tests run against an editable install (the extensions built in place by
 # arm64 gcc), since some start `python -c` in the source tree, where its edgecodec/ comes first.
 arm python -m pip install -e /src/edgecodec >"$CACHE/pip-e.log" 2>&1 || { tail -40 "$CACHE/pip-e.log"; die "pip install -e"; }
@@ -197,13 +208,5 @@ for name, way in (("x86_checks_arm", "encoded on aarch64, decoded on x86"),
     for line in c["required_failures"]:
         print("  DIFFERS:", line)
 EOF
-if [ $GOLDEN = 1 ]; then
-    log "re-recording tests/data/aarch64 from the aarch64 encoder"
-    arm python /src/edgecodec/tests/test_aarch64_golden.py write /xcheck/golden
-    rm -rf tests/data/aarch64
-    mkdir -p tests/data/aarch64
-    cp "$XC"/golden/* tests/data/aarch64/
-    du -cb tests/data/aarch64/* | tail -1
-fi
 [ ${#FAILED[@]} = 0 ] || die "cross-check: ${FAILED[*]}"
 log "aarch64 run passed"

@@ -32,10 +32,13 @@ def test_the_shipped_model_has_fixed_encoders_for_common_camera_sizes(bundle):
 @pytest.mark.parametrize("size", SIZES)
 def test_a_fixed_encoder_writes_the_same_bytes_as_the_dynamic_one(bundle, size):
     frame = TestScene(size[1], size[0]).render(9)
-    fixed, dynamic = Codec(bundle, threads=1), Codec(DynamicOnly.load(), threads=1)
     for q in (0, 4, 8):
-        assert fixed.encode(frame, q) == dynamic.encode(frame, q)
-    assert bundle.encoder(4, 1, size=size).path.endswith(contract.fixed_encoder_name(4, size[1], size[0]))
+        fixed = bundle.int8_analysis(bundle.fixed_encoder(q, size, 1), 1).run(frame[None])
+        dynamic = bundle.int8_analysis(bundle.manifest["qualities"][q]["encoder"], 1).run(frame[None])
+        assert all(np.array_equal(a, b) for a, b in zip(fixed, dynamic))
+    codec, dynamic_only = Codec(bundle, threads=1), Codec(DynamicOnly.load(), threads=1)
+    assert codec.encode(frame, 4) == dynamic_only.encode(frame, 4)
+    assert bundle.fixed_encoder(4, size).endswith(contract.fixed_encoder_name(4, size[1], size[0]))
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -606,12 +606,293 @@ static PyObject *py_matmul_int8(PyObject *self, PyObject *args)
     return product(args, 0, "OOpnnO:matmul_int8");
 }
 
+
+/* ---- The int8 analysis: exact convolutions with TFLite's reference requantization --------------------
+ *
+ * conv_q8 is one 3x3 convolution of edgecodec.models.analysis (read its docstring for why): activations
+ * are int16 offset values (the int8 value minus its zero point, within +-255), already padded 'same' by
+ * the caller with zeros (the zero point's offset value), so every tap is inside `a`. Sums are exact in
+ * int32 (9 x C x 255 x 127 < 2^31 for C up to 7000; checked), the requantization is gemmlowp's
+ * MultiplyByQuantizedMultiplier in integers, and the result is clamped to [act_min, act_max] and stored
+ * minus the output zero point. The AVX2 loop and the portable one compute the same integer sums (a sum
+ * of products is the same in any order), so every CPU writes the same bytes.
+ *
+ * Weights are packed by analysis.pack, int16 (9C/2, M, 2): taps in (dy, dx, c) order, two at a time, so
+ * that with NHWC activations the taps of one kernel row (3 pixels x C channels) are contiguous.
+ */
+
+#define GET_I16(o, v, n, d, w) get_typed(o, v, n, "int16", "h", 2, d, w)
+#define Q8_TILE 4 /* output pixels per AVX2 micro-tile */
+
+/* floor(x / 2^r) for r in 0..31, without relying on how the compiler shifts negative numbers. */
+static int32_t floor_shift32(int32_t x, int r)
+{
+    return x >= 0 ? (int32_t)((uint32_t)x >> r) : (int32_t)~(~(uint32_t)x >> r);
+}
+
+/* gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT (TFLite's double rounding). A
+ * left shift (shift > 0) saturates at int32 where TFLite's would wrap; no model's multipliers reach it. */
+static int32_t requantize(int64_t acc, int32_t mult, int shift)
+{
+    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    int64_t a = acc * ((int64_t)1 << left), ab, high;
+    uint32_t mask, rem, threshold;
+    int32_t h;
+    a = a > INT32_MAX ? INT32_MAX : (a < INT32_MIN ? INT32_MIN : a);
+    ab = a * (int64_t)mult;
+    ab += ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    high = ab / ((int64_t)1 << 31); /* C division truncates toward zero, as gemmlowp's */
+    h = (int32_t)(high > INT32_MAX ? INT32_MAX : high);
+    mask = (uint32_t)(((uint64_t)1 << right) - 1);
+    rem = (uint32_t)h & mask;
+    threshold = (mask >> 1) + (h < 0 ? 1u : 0u);
+    return floor_shift32(h, right) + (rem > threshold ? 1 : 0);
+}
+
+typedef struct {
+    const int16_t *a, *w;
+    const int32_t *bias, *mult, *shift;
+    Py_ssize_t wp, c, m, stride; /* padded width, channels in, channels out */
+    int zero_out, act_min, act_max;
+    int16_t *out;
+    Py_ssize_t wo;
+} q8_t;
+
+static inline int16_t q8_finish(const q8_t *q, int64_t sum, Py_ssize_t k)
+{
+    int64_t v = (int64_t)requantize(sum + q->bias[k], q->mult[k], q->shift[k]) + q->zero_out;
+    v = v < q->act_min ? q->act_min : (v > q->act_max ? q->act_max : v);
+    return (int16_t)(v - q->zero_out);
+}
+
+/* One output row, portable: for each pixel, M int32 sums over the 9C taps (the loop over M vectorizes). */
+static void q8_row_portable(const q8_t *q, Py_ssize_t oy, int32_t *acc)
+{
+    const Py_ssize_t c3 = 3 * q->c, m = q->m;
+    for (Py_ssize_t ox = 0; ox < q->wo; ox++) {
+        for (Py_ssize_t k = 0; k < m; k++)
+            acc[k] = 0;
+        for (int dy = 0; dy < 3; dy++) {
+            const int16_t *a = q->a + ((oy * q->stride + dy) * q->wp + ox * q->stride) * q->c;
+            const int16_t *w = q->w + (Py_ssize_t)dy * c3 * m;
+            for (Py_ssize_t t = 0; t < c3; t += 2, w += 2 * m) {
+                const int32_t a0 = a[t], a1 = a[t + 1];
+                for (Py_ssize_t k = 0; k < m; k++)
+                    acc[k] += a0 * w[2 * k] + a1 * w[2 * k + 1];
+            }
+        }
+        int16_t *dst = q->out + (oy * q->wo + ox) * m;
+        for (Py_ssize_t k = 0; k < m; k++)
+            dst[k] = q8_finish(q, acc[k], k);
+    }
+}
+
+#ifdef HAVE_AVX2_KERNEL
+/* q8_finish on eight channels k0..k0+7 at once, for blocks whose shifts are all <= 0 and multipliers all
+ * >= 0 (q8_vector_ok). SaturatingRoundingDoublingHighMul's rounding, trunc((ab + nudge) / 2^31) with the
+ * nudge 1 - 2^30 for ab < 0, equals floor((ab + 2^30) / 2^31) for every ab, and its low 32 bits are
+ * those of a logical 64-bit shift; the rounding right shift is gemmlowp's, lane by lane. */
+__attribute__((target("avx2"))) static inline __m128i q8_finish8(const q8_t *q, __m256i sum, Py_ssize_t k0)
+{
+    const __m256i bias = _mm256_loadu_si256((const __m256i *)(q->bias + k0));
+    const __m256i mult = _mm256_loadu_si256((const __m256i *)(q->mult + k0));
+    const __m256i right = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(q->shift + k0)));
+    const __m256i half = _mm256_set1_epi64x((int64_t)1 << 30), one = _mm256_set1_epi32(1);
+    __m256i a = _mm256_add_epi32(sum, bias);
+    __m256i even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(a, mult), half), 31);
+    __m256i odd = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(a, 32),
+                                                                      _mm256_srli_epi64(mult, 32)), half), 31);
+    __m256i h = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+    __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    __m256i rem = _mm256_and_si256(h, mask);
+    __m256i threshold = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_srai_epi32(h, 31)); /* + (h < 0) */
+    __m256i v = _mm256_sub_epi32(_mm256_srav_epi32(h, right), _mm256_cmpgt_epi32(rem, threshold));
+    v = _mm256_add_epi32(v, _mm256_set1_epi32(q->zero_out));
+    v = _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(q->act_min)), _mm256_set1_epi32(q->act_max));
+    v = _mm256_sub_epi32(v, _mm256_set1_epi32(q->zero_out));
+    return _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+/* Q8_TILE pixels x (8 * nb) output channels from channel k0: pairs of taps broadcast as one int32, times
+ * eight channels' pairs of weights (vpmaddwd), summed in int32 lanes. `valid` pixels are stored; the
+ * others repeat the last valid pixel's reads, so nothing outside `a` is touched. */
+__attribute__((target("avx2"), always_inline)) static inline void
+q8_tile(const q8_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0, int nb, int vector_ok)
+{
+    const Py_ssize_t c3 = 3 * q->c, m = q->m;
+    __m256i acc[Q8_TILE][2];
+    const int16_t *rows[Q8_TILE];
+    for (int i = 0; i < Q8_TILE; i++) {
+        acc[i][0] = acc[i][1] = _mm256_setzero_si256();
+        rows[i] = q->a + (oy * q->stride * q->wp + (ox + (i < valid ? i : valid - 1)) * q->stride) * q->c;
+    }
+    for (int dy = 0; dy < 3; dy++) {
+        const int16_t *w = q->w + (Py_ssize_t)dy * c3 * m + 2 * k0;
+        const Py_ssize_t row_off = (Py_ssize_t)dy * q->wp * q->c;
+        for (Py_ssize_t t = 0; t < c3; t += 2, w += 2 * m) {
+            __m256i w0 = _mm256_loadu_si256((const __m256i *)w);
+            __m256i w1 = nb > 1 ? _mm256_loadu_si256((const __m256i *)(w + 16)) : w0;
+            for (int i = 0; i < Q8_TILE; i++) {
+                __m256i x = _mm256_broadcastd_epi32(_mm_loadu_si32(rows[i] + row_off + t));
+                acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(x, w0));
+                if (nb > 1)
+                    acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(x, w1));
+            }
+        }
+    }
+    for (int i = 0; i < valid; i++) {
+        int16_t *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        if (vector_ok) {
+            _mm_storeu_si128((__m128i *)dst, q8_finish8(q, acc[i][0], k0));
+            if (nb > 1)
+                _mm_storeu_si128((__m128i *)(dst + 8), q8_finish8(q, acc[i][1], k0 + 8));
+            continue;
+        }
+        int32_t s[16];
+        _mm256_storeu_si256((__m256i *)s, acc[i][0]);
+        if (nb > 1)
+            _mm256_storeu_si256((__m256i *)(s + 8), acc[i][1]);
+        for (int j = 0; j < 8 * nb; j++)
+            dst[j] = q8_finish(q, s[j], k0 + j);
+    }
+}
+
+__attribute__((target("avx2"))) static void q8_row_avx2(const q8_t *q, Py_ssize_t oy, int vector_ok)
+{
+    for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 16)
+        for (Py_ssize_t ox = 0; ox < q->wo; ox += Q8_TILE) {
+            int valid = (int)(q->wo - ox < Q8_TILE ? q->wo - ox : Q8_TILE);
+            if (q->m - k0 >= 16) {
+                if (vector_ok)
+                    q8_tile(q, oy, ox, valid, k0, 2, 1);
+                else
+                    q8_tile(q, oy, ox, valid, k0, 2, 0);
+            } else
+                q8_tile(q, oy, ox, valid, k0, 1, vector_ok);
+        }
+}
+#endif
+
+/* Whether q8_finish8 computes q8_finish for every channel: no left shifts, no negative multipliers, and
+ * sums + bias within int32 (sums stay below 9 x 1024 x 255 x 128 < 2^29 for C <= 1024). */
+static int q8_vector_ok(const q8_t *q)
+{
+    if (q->c > 1024)
+        return 0;
+    for (Py_ssize_t k = 0; k < q->m; k++)
+        if (q->shift[k] > 0 || q->mult[k] < 0 || q->bias[k] > (1 << 29) || q->bias[k] < -(1 << 29))
+            return 0;
+    return 1;
+}
+
+PyDoc_STRVAR(conv_q8_doc,
+"conv_q8(a, weights, params, stride, zero_out, act_min, act_max, first, last, out, portable=False)\n\n"
+"One int8 3x3 convolution of edgecodec.models.analysis: `a` int16 (Hp, Wp, C) offset activations,\n"
+"padded; `weights` int16 (9C/2, M, 2) from analysis.pack; `params` int32 (3, M): bias, multiplier\n"
+"and shift per output channel. Writes output rows first..last-1 of `out` int16 (Ho, Wo, M):\n"
+"clip(requantize(sum + bias) + zero_out, act_min, act_max) - zero_out. `portable` runs the plain C loop\n"
+"even where AVX2 is there (the two write the same integers; for tests).");
+
+static PyObject *py_conv_q8(PyObject *self, PyObject *args)
+{
+    PyObject *o_a, *o_w, *o_p, *o_out;
+    Py_buffer v[4] = {{0}};
+    Py_ssize_t stride, first, last, ho;
+    int zero_out, act_min, act_max, use_avx2, vector_ok, portable = 0;
+    int32_t *acc = NULL;
+    q8_t q;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOniiinnO|p:conv_q8", &o_a, &o_w, &o_p, &stride, &zero_out, &act_min, &act_max,
+                          &first, &last, &o_out, &portable))
+        return NULL;
+    if (GET_I16(o_a, &v[0], "a", 3, 0) < 0 || GET_I16(o_w, &v[1], "weights", 3, 0) < 0 ||
+        GET_I32(o_p, &v[2], "params", 2, 0) < 0 || GET_I16(o_out, &v[3], "out", 3, 1) < 0)
+        goto fail;
+    q.c = v[0].shape[2];
+    q.m = v[1].shape[1];
+    q.wp = v[0].shape[1];
+    q.wo = v[3].shape[1];
+    q.stride = stride;
+    ho = v[3].shape[0];
+    if (q.c % 2 || q.c > 7000 || v[1].shape[0] * 2 != 9 * q.c || v[1].shape[2] != 2 || v[2].shape[0] != 3 ||
+        v[2].shape[1] != q.m || v[3].shape[2] != q.m) {
+        PyErr_SetString(PyExc_ValueError, "conv_q8: need a (Hp, Wp, C) with C even, weights (9C/2, M, 2), "
+                        "params (3, M) and out (Ho, Wo, M)");
+        goto fail;
+    }
+    if ((stride != 1 && stride != 2) ||
+        (ho > 0 && q.wo > 0 && ((ho - 1) * stride + 3 > v[0].shape[0] || (q.wo - 1) * stride + 3 > q.wp))) {
+        PyErr_SetString(PyExc_ValueError, "conv_q8: stride must be 1 or 2 and `a` must cover every tap of `out`");
+        goto fail;
+    }
+    if (first < 0 || first > last || last > ho) {
+        PyErr_Format(PyExc_ValueError, "conv_q8: rows %zd..%zd outside 0..%zd", first, last, ho);
+        goto fail;
+    }
+    if (zero_out < -128 || zero_out > 127 || act_min < -128 || act_min > act_max || act_max > 127) {
+        PyErr_SetString(PyExc_ValueError, "conv_q8: zero point and clamp must lie in the int8 range");
+        goto fail;
+    }
+    q.a = (const int16_t *)v[0].buf;
+    q.w = (const int16_t *)v[1].buf;
+    q.bias = (const int32_t *)v[2].buf;
+    q.mult = q.bias + q.m;
+    q.shift = q.bias + 2 * q.m;
+    for (Py_ssize_t k = 0; k < q.m; k++)
+        if (q.shift[k] < -31 || q.shift[k] > 30) {
+            PyErr_SetString(PyExc_ValueError, "conv_q8: shifts must lie in -31..30");
+            goto fail;
+        }
+    for (Py_ssize_t i = 0; i < v[0].shape[0] * q.wp * q.c; i++)
+        if (q.a[i] < -255 || q.a[i] > 255) {
+            PyErr_SetString(PyExc_ValueError, "conv_q8: activations must lie in -255..255");
+            goto fail;
+        }
+    for (Py_ssize_t i = 0; i < 9 * q.c * q.m; i++)
+        if (q.w[i] < -128 || q.w[i] > 127) {
+            PyErr_SetString(PyExc_ValueError, "conv_q8: weights must lie in the int8 range");
+            goto fail;
+        }
+    q.zero_out = zero_out;
+    q.act_min = act_min;
+    q.act_max = act_max;
+    q.out = (int16_t *)v[3].buf;
+    use_avx2 = !portable && avx2_available() && q.m % 8 == 0;
+    vector_ok = q8_vector_ok(&q);
+    acc = PyMem_RawMalloc(sizeof(int32_t) * (size_t)(q.m + 1));
+    if (acc == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t oy = first; oy < last && q.wo > 0; oy++) {
+#ifdef HAVE_AVX2_KERNEL
+        if (use_avx2) {
+            q8_row_avx2(&q, oy, vector_ok);
+            continue;
+        }
+#endif
+        q8_row_portable(&q, oy, acc);
+    }
+    Py_END_ALLOW_THREADS
+    (void)use_avx2;
+    (void)vector_ok;
+    PyMem_RawFree(acc);
+    release(v, 4);
+    Py_RETURN_NONE;
+fail:
+    PyMem_RawFree(acc);
+    release(v, 4);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"requant", py_requant, METH_VARARGS, requant_doc},
     {"finish", py_finish, METH_VARARGS, finish_doc},
     {"int8_available", py_int8_available, METH_NOARGS, int8_available_doc},
     {"conv3x3_int8", py_conv3x3_int8, METH_VARARGS, conv3x3_int8_doc},
     {"matmul_int8", py_matmul_int8, METH_VARARGS, matmul_int8_doc},
+    {"conv_q8", py_conv_q8, METH_VARARGS, conv_q8_doc},
     {NULL, NULL, 0, NULL},
 };
 

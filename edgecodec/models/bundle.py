@@ -196,9 +196,9 @@ class ModelBundle:
         except (KeyError, IndexError, TypeError):
             raise ModelError(f"{self.dir / contract.MANIFEST}: the fast encoder lacks its "
                              f"{'float' if quality is None else f'quality {quality}'} model") from None
-        return self._optional(file_entry, contract.fast_encoder_name(quality), "fast encoder", threads)
+        return self._optional(file_entry, contract.fast_encoder_name(quality), "fast encoder", threads, int8=True)
 
-    def _optional(self, entry, default_name: str, what: str, threads: int):
+    def _optional(self, entry, default_name: str, what: str, threads: int, int8: bool = False):
         """An optional model file named by a manifest entry ``{"file", "sha256"}``: outside the model
         id, so its bytes are checked against the entry's SHA-256 when first loaded."""
         name = entry.get("file", default_name) if isinstance(entry, dict) else None
@@ -212,7 +212,7 @@ class ModelBundle:
             if digest != entry.get("sha256"):
                 raise ModelError(f"{self.dir / name} does not match the SHA-256 in its manifest")
             self._verified.add(name)
-        return self.tflite(name, threads)
+        return self.int8_analysis(name, threads) if int8 else self.tflite(name, threads)
 
     def tflite(self, name: str, threads: int, delegate: str | None = None):
         from edgecodec.models.interpreter import TFLiteModel
@@ -222,27 +222,50 @@ class ModelBundle:
             self._models[key] = TFLiteModel(self.dir / name, threads, delegate)
         return self._models[key]
 
+    def int8_analysis(self, name: str, threads: int):
+        """An int8 encoder on the exact integer kernel of ``edgecodec.models.analysis`` (the same bytes on
+        every CPU), or on LiteRT where that kernel cannot run it."""
+        from edgecodec.models import analysis
+
+        key = ("int8", name, threads)
+        if key not in self._models:
+            self._models[key] = analysis.load(self.dir / name, threads)
+        return self._models[key]
+
     def fixed_encoder_sizes(self, quality: int) -> list[tuple[int, int]]:
         """The (height, width) of the fixed-shape int8 encoders the folder has for ``quality``."""
         entries = self.manifest.get("fixed_encoders")
         return [(e["height"], e["width"]) for e in entries if isinstance(e, dict) and e.get("quality") == quality] \
             if isinstance(entries, list) else []
 
+    def fixed_encoder(self, quality: int, size: tuple[int, int], threads: int = 2) -> str | None:
+        """The folder's fixed-shape int8 encoder for ``quality`` at a padded ``size`` (height, width), its
+        SHA-256 checked once, by file name; None where it has none."""
+        if tuple(size) not in self.fixed_encoder_sizes(quality):
+            return None
+        entry = next(e for e in self.manifest["fixed_encoders"]
+                     if e.get("quality") == quality and (e["height"], e["width"]) == tuple(size))
+        name = contract.fixed_encoder_name(quality, size[1], size[0])
+        self._optional(entry, name, "fixed-shape encoder", threads)  # checks its SHA-256 once
+        return entry.get("file", name)
+
     def encoder(self, quality: int, threads: int = 2, precision: str = "int8", analysis: str = "full",
                 size: tuple[int, int] | None = None, delegate: str | None = None):
         """The analysis network that encodes ``quality``: int8 (one model per quality, its gain folded in)
-        or float (one model for all, the caller applies the gain), of the full or the fast analysis. For
-        a padded frame of ``size`` (height, width), the int8 full analysis is the folder's fixed-shape
-        encoder of that size where it has one (the same latents; what accelerators need). ``delegate``:
-        a TFLite delegate library to run it on, falling back to the CPU."""
+        or float (one model for all, the caller applies the gain), of the full or the fast analysis. Int8
+        encoders run on the exact integer kernel (``int8_analysis``), except with a ``delegate`` (a TFLite
+        delegate library, e.g. an Edge TPU's) that loads: that runs the folder's fixed-shape encoder of
+        the padded frame's ``size`` (height, width) where it has one (the same latents; accelerators
+        compile only static shapes)."""
         if analysis == "fast":
             return self.fast_encoder(quality if precision == "int8" else None, threads)
         if precision == "float":
             return self.tflite(contract.FLOAT_ENCODER, threads)
-        if size is not None and tuple(size) in self.fixed_encoder_sizes(quality):
-            entry = next(e for e in self.manifest["fixed_encoders"]
-                         if e.get("quality") == quality and (e["height"], e["width"]) == tuple(size))
-            name = contract.fixed_encoder_name(quality, size[1], size[0])
-            self._optional(entry, name, "fixed-shape encoder", threads)  # checks its SHA-256 once
-            return self.tflite(entry.get("file", name), threads, delegate)
-        return self.tflite(self.manifest["qualities"][quality]["encoder"], threads, delegate)
+        name = self.manifest["qualities"][quality]["encoder"]
+        if delegate:
+            from edgecodec.models.interpreter import load_delegate
+
+            if load_delegate(delegate) is not None:  # else warned once, and the CPU runs it as below
+                fixed = self.fixed_encoder(quality, size, threads) if size is not None else None
+                return self.tflite(fixed or name, threads, delegate)
+        return self.int8_analysis(name, threads)

@@ -13,17 +13,19 @@ from edgecodec.errors import ModelError
 
 try:
     from ai_edge_litert.interpreter import Interpreter as _Interpreter
+    from ai_edge_litert.interpreter import OpResolverType as _OpResolverType
     from ai_edge_litert.interpreter import load_delegate as _load_delegate
 
     RUNTIME = "ai-edge-litert"
 except ImportError:  # older Raspberry Pi OS images ship only tflite_runtime
     try:
         from tflite_runtime.interpreter import Interpreter as _Interpreter
+        from tflite_runtime.interpreter import OpResolverType as _OpResolverType
         from tflite_runtime.interpreter import load_delegate as _load_delegate
 
         RUNTIME = "tflite-runtime"
     except ImportError:
-        _Interpreter = _load_delegate = None
+        _Interpreter = _load_delegate = _OpResolverType = None
         RUNTIME = None
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,20 @@ def load_delegate(library: str):
             log.warning("delegate %s not available (%s): running the encoder on the CPU", library, reason)
     found = _DELEGATES[library]
     return None if isinstance(found, str) else found
+
+
+def reference_interpreter(path):
+    """An interpreter of ``path`` on TFLite's reference kernels (no XNNPACK): its constant tensors stay
+    readable, and its int8 results are the plain integer definition that edgecodec.models.analysis
+    computes too. Slow (0.3 s a 640x480 encode); for reading a graph and checking against it."""
+    if _Interpreter is None:
+        raise ModelError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime on old Pi OS)")
+    try:
+        with _native_stderr_silenced():
+            return _Interpreter(model_path=str(path), num_threads=1,
+                                experimental_op_resolver_type=_OpResolverType.BUILTIN_REF)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load {path}: {exc}") from None
 
 
 _STDERR_LOCK = threading.Lock()
