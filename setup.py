@@ -15,7 +15,9 @@ setup(
         Extension(
             "edgecodec.models._fixedpoint",
             sources=["edgecodec/models/_fixedpoint.c"],
-            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+            # No contraction of a * b + c into an FMA behind the code's back (gcc's default on aarch64):
+            # conv_f32's results must be the same expression on every CPU. fmaf stays an instruction.
+            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra", "-ffp-contract=off", "-fno-math-errno"],
         ),
     ],
 )

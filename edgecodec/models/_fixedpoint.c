@@ -1,6 +1,8 @@
 /*
- * _fixedpoint.c -- the integer steps of the hyper-synthesis and the checkerboard context: requantization
- * (here) and, further down, exact int8 products on AVX2.
+ * _fixedpoint.c -- the runtime's CPU-independent kernels: the integer steps of the hyper-synthesis and the
+ * checkerboard context (requantization here and, further down, exact int8 products on AVX2), the int8
+ * analysis (conv_q8) and the fixed-order float synthesis (conv_f32). Each computes one defined result
+ * that every CPU and build reproduces bit for bit.
  *
  * Why C: these steps are a handful of elementwise int64 operations over every latent. Written as
  * numpy expressions each one is a pass over memory with a temporary array, and together they cost
@@ -43,6 +45,13 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(EDGECODEC_NO_AVX2)
 #define HAVE_AVX2_KERNEL 1
 #include <immintrin.h>
+#endif
+
+/* aarch64 has NEON on every core: the int8 analysis and the float synthesis have a NEON loop there
+ * (-DEDGECODEC_NO_NEON leaves the portable one, to compare). */
+#if defined(__aarch64__) && defined(__ARM_NEON) && !defined(EDGECODEC_NO_NEON)
+#define HAVE_NEON_KERNEL 1
+#include <arm_neon.h>
 #endif
 
 static int avx2_available(void)
@@ -622,7 +631,8 @@ static PyObject *py_matmul_int8(PyObject *self, PyObject *args)
  */
 
 #define GET_I16(o, v, n, d, w) get_typed(o, v, n, "int16", "h", 2, d, w)
-#define Q8_TILE 4 /* output pixels per AVX2 micro-tile */
+#define Q8_TILE 4    /* output pixels per AVX2 micro-tile */
+#define Q8_TILE512 6 /* output pixels per AVX-512 micro-tile: 12 accumulators */
 
 /* floor(x / 2^r) for r in 0..31, without relying on how the compiler shifts negative numbers. */
 static int32_t floor_shift32(int32_t x, int r)
@@ -757,6 +767,74 @@ q8_tile(const q8_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0, i
     }
 }
 
+/* The same tile with AVX-512 VNNI: vpdpwssd multiplies sixteen channels' pairs and adds them into the
+ * int32 lanes in one instruction. The same integer sums; finished eight lanes at a time as above. */
+static int vnni_available(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+}
+
+__attribute__((target("avx2,avx512f,avx512vnni"), always_inline)) static inline void
+q8_tile512(const q8_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0, int nb, int vector_ok)
+{
+    const Py_ssize_t c3 = 3 * q->c, m = q->m;
+    __m512i acc[Q8_TILE512][2];
+    const int16_t *rows[Q8_TILE512];
+    for (int i = 0; i < Q8_TILE512; i++) {
+        acc[i][0] = acc[i][1] = _mm512_setzero_si512();
+        rows[i] = q->a + (oy * q->stride * q->wp + (ox + (i < valid ? i : valid - 1)) * q->stride) * q->c;
+    }
+    for (int dy = 0; dy < 3; dy++) {
+        const int16_t *w = q->w + (Py_ssize_t)dy * c3 * m + 2 * k0;
+        const Py_ssize_t row_off = (Py_ssize_t)dy * q->wp * q->c;
+        for (Py_ssize_t t = 0; t < c3; t += 2, w += 2 * m) {
+            __m512i w0 = _mm512_loadu_si512((const void *)w);
+            __m512i w1 = nb > 1 ? _mm512_loadu_si512((const void *)(w + 32)) : w0;
+            for (int i = 0; i < Q8_TILE512; i++) {
+                int32_t pair;
+                memcpy(&pair, rows[i] + row_off + t, 4);
+                __m512i x = _mm512_set1_epi32(pair);
+                acc[i][0] = _mm512_dpwssd_epi32(acc[i][0], x, w0);
+                if (nb > 1)
+                    acc[i][1] = _mm512_dpwssd_epi32(acc[i][1], x, w1);
+            }
+        }
+    }
+    for (int i = 0; i < valid; i++) {
+        int16_t *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        for (int j = 0; j < nb; j++) {
+            __m256i lo = _mm512_castsi512_si256(acc[i][j]), hi = _mm512_extracti64x4_epi64(acc[i][j], 1);
+            if (vector_ok) {
+                _mm_storeu_si128((__m128i *)(dst + 16 * j), q8_finish8(q, lo, k0 + 16 * j));
+                _mm_storeu_si128((__m128i *)(dst + 16 * j + 8), q8_finish8(q, hi, k0 + 16 * j + 8));
+            } else {
+                int32_t s[16];
+                _mm256_storeu_si256((__m256i *)s, lo);
+                _mm256_storeu_si256((__m256i *)(s + 8), hi);
+                for (int l = 0; l < 16; l++)
+                    dst[16 * j + l] = q8_finish(q, s[l], k0 + 16 * j + l);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx2,avx512f,avx512vnni"))) static void q8_row_vnni(const q8_t *q, Py_ssize_t oy,
+                                                                          int vector_ok)
+{
+    for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 32)
+        for (Py_ssize_t ox = 0; ox < q->wo; ox += Q8_TILE512) {
+            int valid = (int)(q->wo - ox < Q8_TILE512 ? q->wo - ox : Q8_TILE512);
+            int nb = q->m - k0 >= 32 ? 2 : 1;
+            if (vector_ok) {
+                if (nb == 2)
+                    q8_tile512(q, oy, ox, valid, k0, 2, 1);
+                else
+                    q8_tile512(q, oy, ox, valid, k0, 1, 1);
+            } else
+                q8_tile512(q, oy, ox, valid, k0, nb, 0);
+        }
+}
+
 __attribute__((target("avx2"))) static void q8_row_avx2(const q8_t *q, Py_ssize_t oy, int vector_ok)
 {
     for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 16)
@@ -773,6 +851,82 @@ __attribute__((target("avx2"))) static void q8_row_avx2(const q8_t *q, Py_ssize_
 }
 #endif
 
+#ifdef HAVE_NEON_KERNEL
+/* aarch64 (every 64-bit ARM core has NEON): Q8_TILE pixels x 16 channels from k0. vld2q_s16 splits a
+ * pair row of weights into the first and the second tap's eight channels; vmlal(_high)_n_s16 multiplies
+ * them by a tap value and adds into int32 lanes. The requantization is q8_finish8's, on int64 lanes. */
+static inline int16x4_t q8_finish4_neon(const q8_t *q, int32x4_t sum, Py_ssize_t k0)
+{
+    const int32x4_t right = vnegq_s32(vld1q_s32(q->shift + k0)), mult = vld1q_s32(q->mult + k0);
+    const int32x4_t a = vaddq_s32(sum, vld1q_s32(q->bias + k0)), one = vdupq_n_s32(1);
+    const int64x2_t half = vdupq_n_s64((int64_t)1 << 30);
+    int64x2_t lo = vshrq_n_s64(vaddq_s64(vmull_s32(vget_low_s32(a), vget_low_s32(mult)), half), 31);
+    int64x2_t hi = vshrq_n_s64(vaddq_s64(vmull_high_s32(a, mult), half), 31);
+    int32x4_t h = vcombine_s32(vmovn_s64(lo), vmovn_s64(hi));
+    int32x4_t mask = vsubq_s32(vshlq_s32(one, right), one);
+    int32x4_t rem = vandq_s32(h, mask);
+    int32x4_t threshold = vsubq_s32(vshrq_n_s32(mask, 1), vshrq_n_s32(h, 31)); /* + (h < 0) */
+    int32x4_t v = vshlq_s32(h, vnegq_s32(right));                              /* floor shift */
+    v = vsubq_s32(v, vreinterpretq_s32_u32(vcgtq_s32(rem, threshold)));
+    v = vaddq_s32(v, vdupq_n_s32(q->zero_out));
+    v = vminq_s32(vmaxq_s32(v, vdupq_n_s32(q->act_min)), vdupq_n_s32(q->act_max));
+    return vmovn_s32(vsubq_s32(v, vdupq_n_s32(q->zero_out)));
+}
+
+static void q8_tile_neon(const q8_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0, int vector_ok)
+{
+    const Py_ssize_t c3 = 3 * q->c, m = q->m;
+    int32x4_t acc[Q8_TILE][4];
+    const int16_t *rows[Q8_TILE];
+    for (int i = 0; i < Q8_TILE; i++) {
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = vdupq_n_s32(0);
+        rows[i] = q->a + (oy * q->stride * q->wp + (ox + (i < valid ? i : valid - 1)) * q->stride) * q->c;
+    }
+    for (int dy = 0; dy < 3; dy++) {
+        const int16_t *w = q->w + (Py_ssize_t)dy * c3 * m + 2 * k0;
+        const Py_ssize_t row_off = (Py_ssize_t)dy * q->wp * q->c;
+        for (Py_ssize_t t = 0; t < c3; t += 2, w += 2 * m) {
+            int16x8x2_t w0 = vld2q_s16(w), w1 = vld2q_s16(w + 16); /* channels k0..k0+7, k0+8..k0+15 */
+            for (int i = 0; i < Q8_TILE; i++) {
+                const int16_t x0 = rows[i][row_off + t], x1 = rows[i][row_off + t + 1];
+                acc[i][0] = vmlal_n_s16(vmlal_n_s16(acc[i][0], vget_low_s16(w0.val[0]), x0), vget_low_s16(w0.val[1]), x1);
+                acc[i][1] = vmlal_high_n_s16(vmlal_high_n_s16(acc[i][1], w0.val[0], x0), w0.val[1], x1);
+                acc[i][2] = vmlal_n_s16(vmlal_n_s16(acc[i][2], vget_low_s16(w1.val[0]), x0), vget_low_s16(w1.val[1]), x1);
+                acc[i][3] = vmlal_high_n_s16(vmlal_high_n_s16(acc[i][3], w1.val[0], x0), w1.val[1], x1);
+            }
+        }
+    }
+    for (int i = 0; i < valid; i++) {
+        int16_t *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        for (int j = 0; j < 4; j++) {
+            if (vector_ok) {
+                vst1_s16(dst + 4 * j, q8_finish4_neon(q, acc[i][j], k0 + 4 * j));
+                continue;
+            }
+            int32_t s[4];
+            vst1q_s32(s, acc[i][j]);
+            for (int l = 0; l < 4; l++)
+                dst[4 * j + l] = q8_finish(q, s[l], k0 + 4 * j + l);
+        }
+    }
+}
+
+static void q8_row_neon(const q8_t *q, Py_ssize_t oy, int vector_ok)
+{
+    for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 16)
+        for (Py_ssize_t ox = 0; ox < q->wo; ox += Q8_TILE)
+            q8_tile_neon(q, oy, ox, (int)(q->wo - ox < Q8_TILE ? q->wo - ox : Q8_TILE), k0, vector_ok);
+}
+#endif
+
+#ifndef HAVE_AVX2_KERNEL
+static int vnni_available(void)
+{
+    return 0;
+}
+#endif
+
 /* Whether q8_finish8 computes q8_finish for every channel: no left shifts, no negative multipliers, and
  * sums + bias within int32 (sums stay below 9 x 1024 x 255 x 128 < 2^29 for C <= 1024). */
 static int q8_vector_ok(const q8_t *q)
@@ -786,24 +940,25 @@ static int q8_vector_ok(const q8_t *q)
 }
 
 PyDoc_STRVAR(conv_q8_doc,
-"conv_q8(a, weights, params, stride, zero_out, act_min, act_max, first, last, out, portable=False)\n\n"
+"conv_q8(a, weights, params, stride, zero_out, act_min, act_max, first, last, out, path=0)\n\n"
 "One int8 3x3 convolution of edgecodec.models.analysis: `a` int16 (Hp, Wp, C) offset activations,\n"
 "padded; `weights` int16 (9C/2, M, 2) from analysis.pack; `params` int32 (3, M): bias, multiplier\n"
 "and shift per output channel. Writes output rows first..last-1 of `out` int16 (Ho, Wo, M):\n"
-"clip(requantize(sum + bias) + zero_out, act_min, act_max) - zero_out. `portable` runs the plain C loop\n"
-"even where AVX2 is there (the two write the same integers; for tests).");
+"clip(requantize(sum + bias) + zero_out, act_min, act_max) - zero_out. `path`: 0 the fastest this CPU\n"
+"has (AVX-512 VNNI where M is a multiple of 16, AVX2 where a multiple of 8; NEON on aarch64 where a\n"
+"multiple of 16), 1 the portable C loop, 2 AVX2 at most: they write the same integers (for tests).");
 
 static PyObject *py_conv_q8(PyObject *self, PyObject *args)
 {
     PyObject *o_a, *o_w, *o_p, *o_out;
     Py_buffer v[4] = {{0}};
     Py_ssize_t stride, first, last, ho;
-    int zero_out, act_min, act_max, use_avx2, vector_ok, portable = 0;
+    int zero_out, act_min, act_max, use_avx2, use_vnni, vector_ok, path = 0;
     int32_t *acc = NULL;
     q8_t q;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOniiinnO|p:conv_q8", &o_a, &o_w, &o_p, &stride, &zero_out, &act_min, &act_max,
-                          &first, &last, &o_out, &portable))
+    if (!PyArg_ParseTuple(args, "OOOniiinnO|i:conv_q8", &o_a, &o_w, &o_p, &stride, &zero_out, &act_min, &act_max,
+                          &first, &last, &o_out, &path))
         return NULL;
     if (GET_I16(o_a, &v[0], "a", 3, 0) < 0 || GET_I16(o_w, &v[1], "weights", 3, 0) < 0 ||
         GET_I32(o_p, &v[2], "params", 2, 0) < 0 || GET_I16(o_out, &v[3], "out", 3, 1) < 0)
@@ -857,7 +1012,8 @@ static PyObject *py_conv_q8(PyObject *self, PyObject *args)
     q.act_min = act_min;
     q.act_max = act_max;
     q.out = (int16_t *)v[3].buf;
-    use_avx2 = !portable && avx2_available() && q.m % 8 == 0;
+    use_avx2 = path != 1 && avx2_available() && q.m % 8 == 0;
+    use_vnni = path == 0 && use_avx2 && vnni_available() && q.m % 16 == 0;
     vector_ok = q8_vector_ok(&q);
     acc = PyMem_RawMalloc(sizeof(int32_t) * (size_t)(q.m + 1));
     if (acc == NULL) {
@@ -866,7 +1022,17 @@ static PyObject *py_conv_q8(PyObject *self, PyObject *args)
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t oy = first; oy < last && q.wo > 0; oy++) {
+#ifdef HAVE_NEON_KERNEL
+        if (path != 1 && q.m % 16 == 0) {
+            q8_row_neon(&q, oy, vector_ok);
+            continue;
+        }
+#endif
 #ifdef HAVE_AVX2_KERNEL
+        if (use_vnni) {
+            q8_row_vnni(&q, oy, vector_ok);
+            continue;
+        }
         if (use_avx2) {
             q8_row_avx2(&q, oy, vector_ok);
             continue;
@@ -876,7 +1042,289 @@ static PyObject *py_conv_q8(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     (void)use_avx2;
+    (void)use_vnni;
     (void)vector_ok;
+    PyMem_RawFree(acc);
+    release(v, 4);
+    Py_RETURN_NONE;
+fail:
+    PyMem_RawFree(acc);
+    release(v, 4);
+    return NULL;
+}
+
+
+/* ---- The float synthesis: convolutions summed in one fixed order with fused multiply-adds ------------
+ *
+ * conv_f32 is one stride-1 convolution of edgecodec.models.synthesis (read its docstring for why): every
+ * output starts at its bias and adds the taps in (dy, dx, c) order, each as one fused multiply-add, so
+ * each result is one IEEE-754 float32 expression that any CPU computes to the same bits: the AVX2 loop
+ * (vfmadd231ps, one output channel a lane), the portable one (fmaf, which gcc turns into the CPU's FMA
+ * instruction on aarch64) and any other build. The extension is compiled with -ffp-contract=off so that
+ * nothing else is fused behind the code's back.
+ *
+ * `a` float32 (Hp, Wp, C) is padded by the caller; weights are float32 (KH * KW * C, M), tap-major.
+ */
+
+#define F32_TILE 6 /* output pixels per AVX2 micro-tile: 12 accumulators, 2 weight vectors, 1 broadcast */
+
+typedef struct {
+    const float *a, *w, *bias;
+    Py_ssize_t wp, c, m, kh, kw, wo;
+    float *out;
+} f32_t;
+
+static void f32_row_portable(const f32_t *q, Py_ssize_t oy, float *acc)
+{
+    const Py_ssize_t m = q->m, ck = q->kw * q->c;
+    for (Py_ssize_t ox = 0; ox < q->wo; ox++) {
+        for (Py_ssize_t k = 0; k < m; k++)
+            acc[k] = q->bias[k];
+        for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
+            const float *a = q->a + ((oy + dy) * q->wp + ox) * q->c;
+            const float *w = q->w + dy * ck * m;
+            for (Py_ssize_t t = 0; t < ck; t++, w += m) {
+                const float x = a[t];
+                for (Py_ssize_t k = 0; k < m; k++)
+                    acc[k] = fmaf(x, w[k], acc[k]);
+            }
+        }
+        memcpy(q->out + (oy * q->wo + ox) * m, acc, sizeof(float) * (size_t)m);
+    }
+}
+
+#ifdef HAVE_AVX2_KERNEL
+static int fma_available(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+f32_tile(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0, int nb)
+{
+    const Py_ssize_t m = q->m, ck = q->kw * q->c;
+    __m256 acc[F32_TILE][2];
+    const float *rows[F32_TILE];
+    const __m256 b0 = _mm256_loadu_ps(q->bias + k0), b1 = nb > 1 ? _mm256_loadu_ps(q->bias + k0 + 8) : b0;
+    for (int i = 0; i < F32_TILE; i++) {
+        acc[i][0] = b0;
+        acc[i][1] = b1;
+        rows[i] = q->a + (oy * q->wp + ox + (i < valid ? i : valid - 1)) * q->c;
+    }
+    for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
+        const float *w = q->w + dy * ck * m + k0;
+        const Py_ssize_t row_off = dy * q->wp * q->c;
+        for (Py_ssize_t t = 0; t < ck; t++, w += m) {
+            __m256 w0 = _mm256_loadu_ps(w);
+            __m256 w1 = nb > 1 ? _mm256_loadu_ps(w + 8) : w0;
+            for (int i = 0; i < F32_TILE; i++) {
+                __m256 x = _mm256_broadcast_ss(rows[i] + row_off + t);
+                acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
+                if (nb > 1)
+                    acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
+            }
+        }
+    }
+    for (int i = 0; i < valid; i++) {
+        float *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        _mm256_storeu_ps(dst, acc[i][0]);
+        if (nb > 1)
+            _mm256_storeu_ps(dst + 8, acc[i][1]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void f32_row_avx2(const f32_t *q, Py_ssize_t oy)
+{
+    for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 16)
+        for (Py_ssize_t ox = 0; ox < q->wo; ox += F32_TILE) {
+            int valid = (int)(q->wo - ox < F32_TILE ? q->wo - ox : F32_TILE);
+            if (q->m - k0 >= 16)
+                f32_tile(q, oy, ox, valid, k0, 2);
+            else
+                f32_tile(q, oy, ox, valid, k0, 1);
+        }
+}
+
+/* The same tile sixteen channels a vector (AVX-512F): the same fused multiply-adds in the same order. */
+static int avx512_available(void)
+{
+    return __builtin_cpu_supports("avx512f");
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+f32_tile512(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0, int nb)
+{
+    const Py_ssize_t m = q->m, ck = q->kw * q->c;
+    __m512 acc[F32_TILE][2];
+    const float *rows[F32_TILE];
+    const __m512 b0 = _mm512_loadu_ps(q->bias + k0), b1 = nb > 1 ? _mm512_loadu_ps(q->bias + k0 + 16) : b0;
+    for (int i = 0; i < F32_TILE; i++) {
+        acc[i][0] = b0;
+        acc[i][1] = b1;
+        rows[i] = q->a + (oy * q->wp + ox + (i < valid ? i : valid - 1)) * q->c;
+    }
+    for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
+        const float *w = q->w + dy * ck * m + k0;
+        const Py_ssize_t row_off = dy * q->wp * q->c;
+        for (Py_ssize_t t = 0; t < ck; t++, w += m) {
+            __m512 w0 = _mm512_loadu_ps(w);
+            __m512 w1 = nb > 1 ? _mm512_loadu_ps(w + 16) : w0;
+            for (int i = 0; i < F32_TILE; i++) {
+                __m512 x = _mm512_set1_ps(rows[i][row_off + t]);
+                acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
+                if (nb > 1)
+                    acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
+            }
+        }
+    }
+    for (int i = 0; i < valid; i++) {
+        float *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        _mm512_storeu_ps(dst, acc[i][0]);
+        if (nb > 1)
+            _mm512_storeu_ps(dst + 16, acc[i][1]);
+    }
+}
+
+__attribute__((target("avx512f"))) static void f32_row_avx512(const f32_t *q, Py_ssize_t oy)
+{
+    for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 32)
+        for (Py_ssize_t ox = 0; ox < q->wo; ox += F32_TILE) {
+            int valid = (int)(q->wo - ox < F32_TILE ? q->wo - ox : F32_TILE);
+            if (q->m - k0 >= 32)
+                f32_tile512(q, oy, ox, valid, k0, 2);
+            else
+                f32_tile512(q, oy, ox, valid, k0, 1);
+        }
+}
+#else
+static int fma_available(void)
+{
+    return 0;
+}
+
+static int avx512_available(void)
+{
+    return 0;
+}
+#endif
+
+#ifdef HAVE_NEON_KERNEL
+/* aarch64: F32_TILE pixels x 16 channels, vfmaq_n_f32: the same fused multiply-adds in the same order. */
+static void f32_tile_neon(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0)
+{
+    const Py_ssize_t m = q->m, ck = q->kw * q->c;
+    float32x4_t acc[F32_TILE][4];
+    const float *rows[F32_TILE];
+    for (int i = 0; i < F32_TILE; i++) {
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = vld1q_f32(q->bias + k0 + 4 * j);
+        rows[i] = q->a + (oy * q->wp + ox + (i < valid ? i : valid - 1)) * q->c;
+    }
+    for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
+        const float *w = q->w + dy * ck * m + k0;
+        const Py_ssize_t row_off = dy * q->wp * q->c;
+        for (Py_ssize_t t = 0; t < ck; t++, w += m) {
+            float32x4_t w0 = vld1q_f32(w), w1 = vld1q_f32(w + 4), w2 = vld1q_f32(w + 8), w3 = vld1q_f32(w + 12);
+            for (int i = 0; i < F32_TILE; i++) {
+                const float x = rows[i][row_off + t];
+                acc[i][0] = vfmaq_n_f32(acc[i][0], w0, x);
+                acc[i][1] = vfmaq_n_f32(acc[i][1], w1, x);
+                acc[i][2] = vfmaq_n_f32(acc[i][2], w2, x);
+                acc[i][3] = vfmaq_n_f32(acc[i][3], w3, x);
+            }
+        }
+    }
+    for (int i = 0; i < valid; i++) {
+        float *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        for (int j = 0; j < 4; j++)
+            vst1q_f32(dst + 4 * j, acc[i][j]);
+    }
+}
+
+static void f32_row_neon(const f32_t *q, Py_ssize_t oy)
+{
+    for (Py_ssize_t k0 = 0; k0 < q->m; k0 += 16)
+        for (Py_ssize_t ox = 0; ox < q->wo; ox += F32_TILE)
+            f32_tile_neon(q, oy, ox, (int)(q->wo - ox < F32_TILE ? q->wo - ox : F32_TILE), k0);
+}
+#endif
+
+PyDoc_STRVAR(conv_f32_doc,
+"conv_f32(a, weights, bias, kh, kw, first, last, out, path=0) -> None\n\n"
+"One stride-1 float32 convolution of edgecodec.models.synthesis: `a` (Hp, Wp, C), padded; `weights`\n"
+"(kh * kw * C, M), taps in (dy, dx, c) order; `bias` (M,). Writes output rows first..last-1 of `out`\n"
+"(Ho, Wo, M), each value bias + the taps' products, fused multiply-adds in tap order. `path`: 0 the\n"
+"fastest this CPU has (AVX-512 where M is a multiple of 16, AVX2 + FMA where a multiple of 8; NEON on\n"
+"aarch64 where a multiple of 16), 1 the portable C loop, 2 AVX2 at most: they write the same bits.");
+
+static PyObject *py_conv_f32(PyObject *self, PyObject *args)
+{
+    PyObject *o_a, *o_w, *o_b, *o_out;
+    Py_buffer v[4] = {{0}};
+    Py_ssize_t first, last, ho;
+    int path = 0, use_avx2, use_avx512;
+    float *acc = NULL;
+    f32_t q;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOnnnnO|i:conv_f32", &o_a, &o_w, &o_b, &q.kh, &q.kw, &first, &last, &o_out,
+                          &path))
+        return NULL;
+    if (GET_F32(o_a, &v[0], "a", 3, 0) < 0 || GET_F32(o_w, &v[1], "weights", 2, 0) < 0 ||
+        GET_F32(o_b, &v[2], "bias", 1, 0) < 0 || GET_F32(o_out, &v[3], "out", 3, 1) < 0)
+        goto fail;
+    q.c = v[0].shape[2];
+    q.wp = v[0].shape[1];
+    q.m = v[1].shape[1];
+    q.wo = v[3].shape[1];
+    ho = v[3].shape[0];
+    if (q.kh < 1 || q.kw < 1 || q.kh > 15 || q.kw > 15 || v[1].shape[0] != q.kh * q.kw * q.c ||
+        v[2].shape[0] != q.m || v[3].shape[2] != q.m) {
+        PyErr_SetString(PyExc_ValueError, "conv_f32: need kernel sides 1..15, weights (kh * kw * C, M), "
+                        "bias (M,) and out (Ho, Wo, M)");
+        goto fail;
+    }
+    if (ho > 0 && q.wo > 0 && (ho - 1 + q.kh > v[0].shape[0] || q.wo - 1 + q.kw > q.wp)) {
+        PyErr_SetString(PyExc_ValueError, "conv_f32: `a` must cover every tap of `out`");
+        goto fail;
+    }
+    if (first < 0 || first > last || last > ho) {
+        PyErr_Format(PyExc_ValueError, "conv_f32: rows %zd..%zd outside 0..%zd", first, last, ho);
+        goto fail;
+    }
+    q.a = (const float *)v[0].buf;
+    q.w = (const float *)v[1].buf;
+    q.bias = (const float *)v[2].buf;
+    q.out = (float *)v[3].buf;
+    use_avx2 = path != 1 && fma_available() && q.m % 8 == 0;
+    use_avx512 = path == 0 && use_avx2 && avx512_available() && q.m % 16 == 0;
+    acc = PyMem_RawMalloc(sizeof(float) * (size_t)(q.m + 1));
+    if (acc == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t oy = first; oy < last && q.wo > 0; oy++) {
+#ifdef HAVE_NEON_KERNEL
+        if (path != 1 && q.m % 16 == 0) {
+            f32_row_neon(&q, oy);
+            continue;
+        }
+#endif
+#ifdef HAVE_AVX2_KERNEL
+        if (use_avx512) {
+            f32_row_avx512(&q, oy);
+            continue;
+        }
+        if (use_avx2) {
+            f32_row_avx2(&q, oy);
+            continue;
+        }
+#endif
+        f32_row_portable(&q, oy, acc);
+    }
+    Py_END_ALLOW_THREADS
+    (void)use_avx2;
+    (void)use_avx512;
     PyMem_RawFree(acc);
     release(v, 4);
     Py_RETURN_NONE;
@@ -893,6 +1341,7 @@ static PyMethodDef methods[] = {
     {"conv3x3_int8", py_conv3x3_int8, METH_VARARGS, conv3x3_int8_doc},
     {"matmul_int8", py_matmul_int8, METH_VARARGS, matmul_int8_doc},
     {"conv_q8", py_conv_q8, METH_VARARGS, conv_q8_doc},
+    {"conv_f32", py_conv_f32, METH_VARARGS, conv_f32_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -94,8 +94,12 @@ class Graph:
 
         interp = reference_interpreter(path)
         (inp,) = interp.get_input_details()
-        interp.resize_tensor_input(inp["index"], _PROBE, strict=False)
-        interp.allocate_tensors()
+        try:
+            interp.resize_tensor_input(inp["index"], _PROBE, strict=False)
+            interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            raise Unsupported(f"{path}: cannot be prepared for a {_PROBE[2]}x{_PROBE[1]} image "
+                              f"({str(exc).splitlines()[0]})") from None
         tensors = {t["index"]: t for t in interp.get_tensor_details()}
 
         def quant(index):
@@ -290,7 +294,7 @@ def load(path, threads: int = 2):
             if check_against_reference(model):
                 return model
             reason = "its latents differ from TFLite's reference kernels on a probe image"
-        except Unsupported as exc:
+        except ValueError as exc:  # Unsupported, or a graph whose details do not unpack as expected
             reason = str(exc)
         log.warning("int8 analysis %s on LiteRT's kernels (bytes may depend on the CPU): %s", path, reason)
     return TFLiteModel(path, threads)

@@ -170,16 +170,17 @@ class ModelBundle:
         return isinstance(self.manifest.get("fast_encoder"), dict)
 
     def decoder(self, kind: str = "full", threads: int = 2):
-        """The synthesis TFLite model: ``full`` (decoder.tflite) or the faster ``live`` one, whose file
-        is checked against the SHA-256 the manifest gives, since the model id does not cover it."""
+        """The synthesis: ``full`` (decoder.tflite) or the faster ``live`` one, whose file is checked against
+        the SHA-256 the manifest gives, since the model id does not cover it; in fixed order
+        (``fixed_order_synthesis``)."""
         if kind == "full":
-            return self.tflite(contract.DECODER, threads)
+            return self.fixed_order_synthesis(contract.DECODER, threads)
         if kind != "live":
             raise ModelError(f"decoder must be one of {', '.join(contract.DECODERS)}, not {kind!r}")
         entry = self.manifest.get("live_decoder")
         if not isinstance(entry, dict):
             raise ModelError(f"the model in {self.dir} has no live decoder (tools/export_live.py adds one)")
-        return self._optional(entry, contract.LIVE_DECODER, "live decoder", threads)
+        return self._optional(entry, contract.LIVE_DECODER, "live decoder", threads, runner=self.fixed_order_synthesis)
 
     def fast_encoder(self, quality: int | None, threads: int = 2):
         """The fast analysis: its int8 model for ``quality``, or (``None``) its float one, checked
@@ -196,9 +197,10 @@ class ModelBundle:
         except (KeyError, IndexError, TypeError):
             raise ModelError(f"{self.dir / contract.MANIFEST}: the fast encoder lacks its "
                              f"{'float' if quality is None else f'quality {quality}'} model") from None
-        return self._optional(file_entry, contract.fast_encoder_name(quality), "fast encoder", threads, int8=True)
+        return self._optional(file_entry, contract.fast_encoder_name(quality), "fast encoder", threads,
+                              runner=self.int8_analysis)
 
-    def _optional(self, entry, default_name: str, what: str, threads: int, int8: bool = False):
+    def _optional(self, entry, default_name: str, what: str, threads: int, runner=None):
         """An optional model file named by a manifest entry ``{"file", "sha256"}``: outside the model
         id, so its bytes are checked against the entry's SHA-256 when first loaded."""
         name = entry.get("file", default_name) if isinstance(entry, dict) else None
@@ -212,7 +214,7 @@ class ModelBundle:
             if digest != entry.get("sha256"):
                 raise ModelError(f"{self.dir / name} does not match the SHA-256 in its manifest")
             self._verified.add(name)
-        return self.int8_analysis(name, threads) if int8 else self.tflite(name, threads)
+        return (runner or self.tflite)(name, threads)
 
     def tflite(self, name: str, threads: int, delegate: str | None = None):
         from edgecodec.models.interpreter import TFLiteModel
@@ -230,6 +232,16 @@ class ModelBundle:
         key = ("int8", name, threads)
         if key not in self._models:
             self._models[key] = analysis.load(self.dir / name, threads)
+        return self._models[key]
+
+    def fixed_order_synthesis(self, name: str, threads: int):
+        """A float synthesis in the fixed order of ``edgecodec.models.synthesis`` (the same pixels on every
+        CPU), or on LiteRT where that cannot run it."""
+        from edgecodec.models import synthesis
+
+        key = ("f32", name, threads)
+        if key not in self._models:
+            self._models[key] = synthesis.load(self.dir / name, threads)
         return self._models[key]
 
     def fixed_encoder_sizes(self, quality: int) -> list[tuple[int, int]]:
