@@ -12,7 +12,7 @@
 #     machine must be the bytes the other writes and decode there to the same integer latents and the
 #     same pixels (the int8 analysis and the float synthesis run in edgecodec's own CPU-independent
 #     kernels, docs/models.md); the CLI likewise.
-#   .ci/aarch64.sh            the whole run (about 20 minutes from scratch on 2 cores, see docs/arm.md)
+#   .ci/aarch64.sh            the whole run (about 16 minutes from scratch on 2 cores, see docs/arm.md)
 #   .ci/aarch64.sh --golden   also re-record tests/data/aarch64/ from the aarch64 encoder
 # Environment: PY (x86 Python with edgecodec installed, default .venv/bin/python), DEBIAN_MIRROR,
 # AARCH64_CACHE (default .aarch64), AARCH64_FRESH=1.
@@ -29,7 +29,7 @@ PKGS=python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates
 VENV=/opt/edgecodec/venv  # inside the arm64 root, where docs/arm.md and systemd/*.service put it
 TESTS=(tests/test_codec.py tests/test_bitstream.py tests/test_entropy_coder.py tests/test_fixedpoint.py
        tests/test_temporal.py tests/test_int8_kernel.py tests/test_analysis_kernel.py tests/test_exact_analysis.py
-       tests/test_aarch64_golden.py)
+       tests/test_synthesis_kernel.py tests/test_fixed_order_synthesis.py tests/test_aarch64_golden.py)
 GOLDEN=0
 [ "${1:-}" = --golden ] && GOLDEN=1
 export DEBIAN_FRONTEND=noninteractive
@@ -123,7 +123,9 @@ c = Codec.load()
 print(\"installed on\", platform.machine(), \"python\", platform.python_version(), \"numpy\", numpy.__version__,
       \"opencv\", cv2.__version__, \"ai-edge-litert\", ai_edge_litert.__version__ if hasattr(ai_edge_litert, \"__version__\") else \"?\")
 print(\"  C extensions:\", rc.__file__, fx.__file__)
-print(\"  AVX2 int8 kernel:\", int8.AVAILABLE, \"(the float32 / numpy path on ARM); model\", c.model_id.hex())
+print(\"  model\", c.model_id.hex(), \"| int8 analysis on\", type(c.bundle.encoder(4)).__name__,
+      \"| synthesis on\", type(c.bundle.decoder()).__name__,
+      \"| hyper-synthesis products on the AVX2 int8 kernel:\", int8.AVAILABLE, \"(float32, exact, on ARM)\")
 '"
 ln -sf $VENV/bin/edgecodec "$ROOT/usr/local/bin/edgecodec"  # as docs/arm.md installs it for systemd/*.service
 arm python -m pip list 2>/dev/null | grep -iE '^(ai-edge-litert|numpy|opencv-python-headless|pip) ' | sed 's/^/  /'

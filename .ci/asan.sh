@@ -11,7 +11,8 @@ PY=${PY:-.venv/bin/python}
 case "$PY" in /*) ;; *) PY="$REPO/$PY" ;; esac
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 TESTS=(tests/test_entropy_coder.py tests/test_entropy_tables.py tests/test_entropy_fuzz.py
-       tests/test_bitstream.py tests/test_fixedpoint.py tests/test_int8_kernel.py tests/test_analysis_kernel.py)
+       tests/test_bitstream.py tests/test_fixedpoint.py tests/test_int8_kernel.py tests/test_analysis_kernel.py
+       tests/test_synthesis_kernel.py)
 
 run_variant() {  # NAME EXTRA_CFLAGS: build the extensions so, then run the tests against that build
     local name=$1 extra=$2 work status=0

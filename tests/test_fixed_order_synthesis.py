@@ -36,6 +36,11 @@ def test_the_image_is_litert_s_to_within_a_rounding(bundle, name):
     assert float(np.abs(ours - theirs).max()) < 0.01  # of 255
 
 
+def test_the_inverse_gdns_run_fused(bundle):
+    ops = [op.name for op in synthesis.Graph(bundle.dir / contract.DECODER).ops]
+    assert ops.count("GDN") == 3 and "SQRT" not in ops
+
+
 def test_threads_and_cpu_paths_change_no_bit(bundle, monkeypatch):
     y = latents(bundle, 8, 11, seed=1)
     graph = synthesis.Graph(bundle.dir / contract.DECODER)
@@ -44,7 +49,7 @@ def test_threads_and_cpu_paths_change_no_bit(bundle, monkeypatch):
     assert np.array_equal(one.view(np.uint32), three.view(np.uint32))
     real = synthesis._fixedpoint.conv_f32
     for path in (1, 2):  # the portable loop, AVX2 at most
-        monkeypatch.setattr(synthesis._fixedpoint, "conv_f32", lambda *a, p=path: real(*a, p))
+        monkeypatch.setattr(synthesis._fixedpoint, "conv_f32", lambda *a, p=path: real(*a[:8], p, *a[9:]))
         other = synthesis.FixedOrderSynthesis(graph, 2).run(y)[0]
         assert np.array_equal(one.view(np.uint32), other.view(np.uint32)), f"path {path}"
 

@@ -60,6 +60,27 @@ def test_each_tap_is_one_fused_multiply_add():
     assert synthesis.conv_reference(op, x)[0, 0, 0] == np.float32(3 * eps + 2.0 ** -45)
 
 
+@pytest.mark.parametrize("c", [16, 32, 64])
+def test_the_fused_inverse_gdn_has_the_roundings_of_its_four_ops(c):
+    rng = np.random.default_rng(c)
+    op = layer(rng, c, c, 1)
+    op.weights = np.abs(op.weights)
+    op.bias = np.abs(op.bias) + np.float32(0.1)
+    op.name = "GDN"
+    x = rng.normal(0, 2, (5, 7, c)).astype(np.float32)
+    expected = synthesis.conv_reference(op, x)
+    four = synthesis.Op("CONV_2D", [0], 1, weights=op.weights, bias=op.bias, kernel=(1, 1), outputs=c)
+    assert np.array_equal(expected, np.multiply(x, np.sqrt(synthesis.conv_reference(four, np.multiply(x, x)))))
+    for path in PATHS:
+        padded = np.ascontiguousarray(x)
+        out = np.empty((5, 7, c), np.float32)
+        _fixedpoint.conv_f32(padded, op.weights, op.bias, 1, 1, 0, 5, out, path, True)
+        assert np.array_equal(out.view(np.uint32), expected.view(np.uint32)), f"path {path}"
+    with pytest.raises(ValueError, match="GDN"):
+        _fixedpoint.conv_f32(np.zeros((3, 3, c), np.float32), np.zeros((9 * c, c), np.float32),
+                             np.zeros(c, np.float32), 3, 3, 0, 1, np.zeros((1, 1, c), np.float32), 0, True)
+
+
 def test_rows_split_over_calls_give_the_whole_result():
     rng = np.random.default_rng(2)
     op = layer(rng, 16, 32, 3)

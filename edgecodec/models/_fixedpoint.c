@@ -1071,6 +1071,7 @@ fail:
 typedef struct {
     const float *a, *w, *bias;
     Py_ssize_t wp, c, m, kh, kw, wo;
+    int gdn; /* inverse GDN: taps squared (x * x, rounded), then out = x * sqrt(sum) (1x1, M == C) */
     float *out;
 } f32_t;
 
@@ -1084,10 +1085,15 @@ static void f32_row_portable(const f32_t *q, Py_ssize_t oy, float *acc)
             const float *a = q->a + ((oy + dy) * q->wp + ox) * q->c;
             const float *w = q->w + dy * ck * m;
             for (Py_ssize_t t = 0; t < ck; t++, w += m) {
-                const float x = a[t];
+                const float x = q->gdn ? a[t] * a[t] : a[t];
                 for (Py_ssize_t k = 0; k < m; k++)
                     acc[k] = fmaf(x, w[k], acc[k]);
             }
+        }
+        if (q->gdn) {
+            const float *x = q->a + (oy * q->wp + ox) * q->c;
+            for (Py_ssize_t k = 0; k < m; k++)
+                acc[k] = x[k] * sqrtf(acc[k]);
         }
         memcpy(q->out + (oy * q->wo + ox) * m, acc, sizeof(float) * (size_t)m);
     }
@@ -1119,6 +1125,8 @@ f32_tile(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0,
             __m256 w1 = nb > 1 ? _mm256_loadu_ps(w + 8) : w0;
             for (int i = 0; i < F32_TILE; i++) {
                 __m256 x = _mm256_broadcast_ss(rows[i] + row_off + t);
+                if (q->gdn)
+                    x = _mm256_mul_ps(x, x);
                 acc[i][0] = _mm256_fmadd_ps(x, w0, acc[i][0]);
                 if (nb > 1)
                     acc[i][1] = _mm256_fmadd_ps(x, w1, acc[i][1]);
@@ -1127,6 +1135,11 @@ f32_tile(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0,
     }
     for (int i = 0; i < valid; i++) {
         float *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        if (q->gdn) {
+            acc[i][0] = _mm256_mul_ps(_mm256_loadu_ps(rows[i] + k0), _mm256_sqrt_ps(acc[i][0]));
+            if (nb > 1)
+                acc[i][1] = _mm256_mul_ps(_mm256_loadu_ps(rows[i] + k0 + 8), _mm256_sqrt_ps(acc[i][1]));
+        }
         _mm256_storeu_ps(dst, acc[i][0]);
         if (nb > 1)
             _mm256_storeu_ps(dst + 8, acc[i][1]);
@@ -1171,6 +1184,8 @@ f32_tile512(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t 
             __m512 w1 = nb > 1 ? _mm512_loadu_ps(w + 16) : w0;
             for (int i = 0; i < F32_TILE; i++) {
                 __m512 x = _mm512_set1_ps(rows[i][row_off + t]);
+                if (q->gdn)
+                    x = _mm512_mul_ps(x, x);
                 acc[i][0] = _mm512_fmadd_ps(x, w0, acc[i][0]);
                 if (nb > 1)
                     acc[i][1] = _mm512_fmadd_ps(x, w1, acc[i][1]);
@@ -1179,6 +1194,11 @@ f32_tile512(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t 
     }
     for (int i = 0; i < valid; i++) {
         float *dst = q->out + (oy * q->wo + ox + i) * m + k0;
+        if (q->gdn) {
+            acc[i][0] = _mm512_mul_ps(_mm512_loadu_ps(rows[i] + k0), _mm512_sqrt_ps(acc[i][0]));
+            if (nb > 1)
+                acc[i][1] = _mm512_mul_ps(_mm512_loadu_ps(rows[i] + k0 + 16), _mm512_sqrt_ps(acc[i][1]));
+        }
         _mm512_storeu_ps(dst, acc[i][0]);
         if (nb > 1)
             _mm512_storeu_ps(dst + 16, acc[i][1]);
@@ -1226,7 +1246,7 @@ static void f32_tile_neon(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int vali
         for (Py_ssize_t t = 0; t < ck; t++, w += m) {
             float32x4_t w0 = vld1q_f32(w), w1 = vld1q_f32(w + 4), w2 = vld1q_f32(w + 8), w3 = vld1q_f32(w + 12);
             for (int i = 0; i < F32_TILE; i++) {
-                const float x = rows[i][row_off + t];
+                const float x = q->gdn ? rows[i][row_off + t] * rows[i][row_off + t] : rows[i][row_off + t];
                 acc[i][0] = vfmaq_n_f32(acc[i][0], w0, x);
                 acc[i][1] = vfmaq_n_f32(acc[i][1], w1, x);
                 acc[i][2] = vfmaq_n_f32(acc[i][2], w2, x);
@@ -1236,8 +1256,11 @@ static void f32_tile_neon(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int vali
     }
     for (int i = 0; i < valid; i++) {
         float *dst = q->out + (oy * q->wo + ox + i) * m + k0;
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < 4; j++) {
+            if (q->gdn)
+                acc[i][j] = vmulq_f32(vld1q_f32(rows[i] + k0 + 4 * j), vsqrtq_f32(acc[i][j]));
             vst1q_f32(dst + 4 * j, acc[i][j]);
+        }
     }
 }
 
@@ -1250,24 +1273,25 @@ static void f32_row_neon(const f32_t *q, Py_ssize_t oy)
 #endif
 
 PyDoc_STRVAR(conv_f32_doc,
-"conv_f32(a, weights, bias, kh, kw, first, last, out, path=0) -> None\n\n"
+"conv_f32(a, weights, bias, kh, kw, first, last, out, path=0, gdn=False) -> None\n\n"
 "One stride-1 float32 convolution of edgecodec.models.synthesis: `a` (Hp, Wp, C), padded; `weights`\n"
 "(kh * kw * C, M), taps in (dy, dx, c) order; `bias` (M,). Writes output rows first..last-1 of `out`\n"
 "(Ho, Wo, M), each value bias + the taps' products, fused multiply-adds in tap order. `path`: 0 the\n"
 "fastest this CPU has (AVX-512 where M is a multiple of 16, AVX2 + FMA where a multiple of 8; NEON on\n"
-"aarch64 where a multiple of 16), 1 the portable C loop, 2 AVX2 at most: they write the same bits.");
+"aarch64 where a multiple of 16), 1 the portable C loop, 2 AVX2 at most: they write the same bits.\n"
+"`gdn`: an inverse GDN instead (1x1, M == C): the taps squared, out = x * sqrt(bias + the sum).");
 
 static PyObject *py_conv_f32(PyObject *self, PyObject *args)
 {
     PyObject *o_a, *o_w, *o_b, *o_out;
     Py_buffer v[4] = {{0}};
     Py_ssize_t first, last, ho;
-    int path = 0, use_avx2, use_avx512;
+    int path = 0, use_avx2, use_avx512, gdn = 0;
     float *acc = NULL;
     f32_t q;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnnnnO|i:conv_f32", &o_a, &o_w, &o_b, &q.kh, &q.kw, &first, &last, &o_out,
-                          &path))
+    if (!PyArg_ParseTuple(args, "OOOnnnnO|ip:conv_f32", &o_a, &o_w, &o_b, &q.kh, &q.kw, &first, &last, &o_out,
+                          &path, &gdn))
         return NULL;
     if (GET_F32(o_a, &v[0], "a", 3, 0) < 0 || GET_F32(o_w, &v[1], "weights", 2, 0) < 0 ||
         GET_F32(o_b, &v[2], "bias", 1, 0) < 0 || GET_F32(o_out, &v[3], "out", 3, 1) < 0)
@@ -1291,6 +1315,11 @@ static PyObject *py_conv_f32(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "conv_f32: rows %zd..%zd outside 0..%zd", first, last, ho);
         goto fail;
     }
+    if (gdn && (q.kh != 1 || q.kw != 1 || q.m != q.c)) {
+        PyErr_SetString(PyExc_ValueError, "conv_f32: an inverse GDN is 1x1 with as many outputs as inputs");
+        goto fail;
+    }
+    q.gdn = gdn;
     q.a = (const float *)v[0].buf;
     q.w = (const float *)v[1].buf;
     q.bias = (const float *)v[2].buf;

@@ -5,8 +5,9 @@ microkernels differ between ARM and x86, and between x86 generations), so the sa
 ARM board and on an x86 desktop came out with pixels one apart in 42 of 48 cases of the emulated check of
 2026-12-04. Here every convolution output is its bias plus its taps' products added in (dy, dx, c) order,
 each addition one fused multiply-add (``_fixedpoint.conv_f32``), and every other op is one correctly
-rounded IEEE operation per element in numpy (square, square root, product, sum, minimum, maximum); IEEE
-754 defines each result exactly, so any CPU computes the same bits, and the same pixels.
+rounded IEEE operation per element in numpy (square, square root, product, sum, minimum, maximum), or the
+same operations fused into the kernel's pass (an inverse GDN); IEEE 754 defines each result exactly, so
+any CPU computes the same bits, and the same pixels.
 
 The network is read from the folder's float ``.tflite`` file (ops, options and constants), so the model
 contract does not change. Supported: what ``tools/export.py`` and ``tools/export_v2.py`` write for a
@@ -134,6 +135,7 @@ class Graph:
             if any(isinstance(i, int) and i not in dynamic for i in self.ops[-1].inputs):
                 raise Unsupported(f"{path}: {name} reads a tensor no earlier op writes")
             dynamic.add(out)
+        self.ops = _fuse_gdn(self.ops, self.outputs)
         # Per op, the tensors whose last reader it is (never the graph's input or outputs): their buffers
         # may take its result.
         last: dict[int, int] = {}
@@ -147,14 +149,48 @@ class Graph:
                 self.last_use.setdefault(k, set()).add(i)
 
 
+def _fuse_gdn(ops: list[Op], outputs: list[int]) -> list[Op]:
+    """SQUARE -> 1x1 CONV_2D -> SQRT -> MUL by the SQUARE's input (an inverse GDN, as tools/export.py
+    writes it) as one GDN op: the kernel squares the taps, sums, takes the root and multiplies in one
+    pass, with the same roundings as the four ops. Only where the intermediate tensors have no other
+    reader and the convolution has as many outputs as inputs."""
+    readers: dict[int, int] = {}
+    for op in ops:
+        for i in op.inputs:
+            if isinstance(i, int):
+                readers[i] = readers.get(i, 0) + 1
+    by_input = {op.inputs[0]: op for op in ops if op.inputs and isinstance(op.inputs[0], int)}
+    fused, skip = [], set()
+    for op in ops:
+        if id(op) in skip:
+            continue
+        conv_op = by_input.get(op.output) if op.name == "SQUARE" else None
+        root = by_input.get(conv_op.output) if conv_op is not None else None
+        mul = next((o for o in ops if o.name == "MUL" and root is not None and root.output in o.inputs), None)
+        x = op.inputs[0] if op.name == "SQUARE" else None
+        if (conv_op is not None and conv_op.name == "CONV_2D" and conv_op.kernel == (1, 1) and not conv_op.relu
+                and conv_op.outputs == conv_op.weights.shape[1] == conv_op.weights.shape[0]
+                and root is not None and root.name == "SQRT" and mul is not None
+                and sorted(map(str, mul.inputs)) == sorted([str(x), str(root.output)])
+                and all(readers.get(t) == 1 and t not in outputs for t in (op.output, conv_op.output, root.output))):
+            fused.append(Op("GDN", [x], mul.output, weights=conv_op.weights, bias=conv_op.bias, kernel=(1, 1),
+                            outputs=conv_op.outputs))
+            skip.update({id(conv_op), id(root), id(mul)})
+        else:
+            fused.append(op)
+    return fused
+
+
 def conv(op: Op, x: np.ndarray, threads: int = 1) -> np.ndarray:
-    """One CONV_2D on the kernel: (H, W, C) float32 -> (H, W, M) float32, 'same' zero padding."""
+    """One CONV_2D (or fused GDN) on the kernel: (H, W, C) float32 -> (H, W, M) float32, 'same' zero
+    padding."""
     kh, kw = op.kernel
     h, w, _ = x.shape
     padded = np.pad(x, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0))) if kh > 1 or kw > 1 else x
     padded = np.ascontiguousarray(padded, np.float32)
     out = np.empty((h, w, op.weights.shape[1]), np.float32)
-    split_rows(lambda first, last: _fixedpoint.conv_f32(padded, op.weights, op.bias, kh, kw, first, last, out),
+    gdn = op.name == "GDN"
+    split_rows(lambda first, last: _fixedpoint.conv_f32(padded, op.weights, op.bias, kh, kw, first, last, out, 0, gdn),
                h, threads, min_rows=2)
     out = out[..., :op.outputs] if op.outputs != out.shape[2] else out
     return np.maximum(out, np.float32(0)) if op.relu else out
@@ -167,7 +203,8 @@ def conv_reference(op: Op, x: np.ndarray) -> np.ndarray:
     the tests' values stay clear of."""
     kh, kw = op.kernel
     h, w, c = x.shape
-    p = np.pad(x, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0))).astype(np.float64)
+    p = np.pad(x, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+    p = (p * p if op.name == "GDN" else p).astype(np.float64)
     weights = op.weights.astype(np.float64).reshape(kh, kw, c, -1)
     acc = np.broadcast_to(op.bias.astype(np.float32), (h, w, op.weights.shape[1])).copy()
     for dy in range(kh):
@@ -175,6 +212,8 @@ def conv_reference(op: Op, x: np.ndarray) -> np.ndarray:
             for ch in range(c):
                 acc = (acc.astype(np.float64) + p[dy:dy + h, dx:dx + w, ch:ch + 1] * weights[dy, dx, ch]).astype(np.float32)
     acc = acc[..., :op.outputs]
+    if op.name == "GDN":
+        return np.multiply(x, np.sqrt(acc))
     return np.maximum(acc, np.float32(0)) if op.relu else acc
 
 
@@ -203,7 +242,7 @@ class FixedOrderSynthesis:
 
         for k, op in enumerate(self.graph.ops):
             a = [get(i) for i in op.inputs]
-            if op.name == "CONV_2D":
+            if op.name in ("CONV_2D", "GDN"):
                 values[op.output] = conv(op, a[0], self.threads)
                 continue
             if op.name == "DEPTH_TO_SPACE":
@@ -254,7 +293,7 @@ def load(path, threads: int = 2):
     if ENABLED:
         try:
             graph = Graph(path)
-            first = next(op for op in graph.ops if op.name == "CONV_2D")
+            first = next(op for op in graph.ops if op.name in ("CONV_2D", "GDN"))
             model = FixedOrderSynthesis(graph, threads)
             if check_against_litert(model, first.weights.shape[0] // (first.kernel[0] * first.kernel[1])):
                 return model
