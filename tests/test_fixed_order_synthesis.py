@@ -36,9 +36,12 @@ def test_the_image_is_litert_s_to_within_a_rounding(bundle, name):
     assert float(np.abs(ours - theirs).max()) < 0.01  # of 255
 
 
-def test_the_inverse_gdns_run_fused(bundle):
-    ops = [op.name for op in synthesis.Graph(bundle.dir / contract.DECODER).ops]
-    assert ops.count("GDN") == 3 and "SQRT" not in ops
+def test_the_inverse_gdns_run_fused_with_their_depth_to_space(bundle):
+    ops = synthesis.Graph(bundle.dir / contract.DECODER).ops
+    names = [op.name for op in ops]
+    assert names.count("GDN") == 3 and "SQRT" not in names
+    assert all(op.block == 2 for op in ops if op.name == "GDN")  # each reads through its DEPTH_TO_SPACE
+    assert names.count("DEPTH_TO_SPACE") == 1  # the last, before the output clamp
 
 
 def test_threads_and_cpu_paths_change_no_bit(bundle, monkeypatch):

@@ -81,6 +81,24 @@ def test_the_fused_inverse_gdn_has_the_roundings_of_its_four_ops(c):
                              np.zeros(c, np.float32), 3, 3, 0, 1, np.zeros((1, 1, c), np.float32), 0, True)
 
 
+def test_a_gdn_reads_through_depth_to_space_without_the_copy():
+    rng = np.random.default_rng(9)
+    c, b = 16, 2
+    op = layer(rng, c, c, 1)
+    op.weights, op.bias, op.name = np.abs(op.weights), np.abs(op.bias) + np.float32(0.1), "GDN"
+    x = rng.normal(0, 2, (3, 5, b * b * c)).astype(np.float32)  # before DEPTH_TO_SPACE
+    expected = synthesis.conv_reference(op, synthesis.depth_to_space(x, b))
+    op.block = b
+    assert np.array_equal(synthesis.conv_reference(op, x), expected)
+    for path in PATHS:
+        out = np.empty((3 * b, 5 * b, c), np.float32)
+        _fixedpoint.conv_f32(x, op.weights, op.bias, 1, 1, 0, 3 * b, out, path, True, b)
+        assert np.array_equal(out.view(np.uint32), expected.view(np.uint32)), f"path {path}"
+    assert np.array_equal(synthesis.conv(op, x, threads=2), expected)
+    with pytest.raises(ValueError, match="block"):
+        _fixedpoint.conv_f32(x, op.weights, op.bias, 1, 1, 0, 1, np.empty((5, 10, c), np.float32), 0, True, b)
+
+
 def test_rows_split_over_calls_give_the_whole_result():
     rng = np.random.default_rng(2)
     op = layer(rng, 16, 32, 3)

@@ -1072,8 +1072,19 @@ typedef struct {
     const float *a, *w, *bias;
     Py_ssize_t wp, c, m, kh, kw, wo;
     int gdn; /* inverse GDN: taps squared (x * x, rounded), then out = x * sqrt(sum) (1x1, M == C) */
+    Py_ssize_t block; /* > 1: a 1x1 convolution that reads `a` through DEPTH_TO_SPACE of this block */
     float *out;
 } f32_t;
+
+/* Pixel (y, x) of the convolution's input: of `a` itself, or of DEPTH_TO_SPACE(a) without the copy
+ * (TFLite's order: block row, block column, channel). */
+static inline const float *f32_pixel(const f32_t *q, Py_ssize_t y, Py_ssize_t x)
+{
+    const Py_ssize_t b = q->block;
+    if (b == 1)
+        return q->a + (y * q->wp + x) * q->c;
+    return q->a + ((y / b) * q->wp + x / b) * (b * b * q->c) + ((y % b) * b + x % b) * q->c;
+}
 
 static void f32_row_portable(const f32_t *q, Py_ssize_t oy, float *acc)
 {
@@ -1082,7 +1093,7 @@ static void f32_row_portable(const f32_t *q, Py_ssize_t oy, float *acc)
         for (Py_ssize_t k = 0; k < m; k++)
             acc[k] = q->bias[k];
         for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
-            const float *a = q->a + ((oy + dy) * q->wp + ox) * q->c;
+            const float *a = f32_pixel(q, oy + dy, ox);
             const float *w = q->w + dy * ck * m;
             for (Py_ssize_t t = 0; t < ck; t++, w += m) {
                 const float x = q->gdn ? a[t] * a[t] : a[t];
@@ -1091,7 +1102,7 @@ static void f32_row_portable(const f32_t *q, Py_ssize_t oy, float *acc)
             }
         }
         if (q->gdn) {
-            const float *x = q->a + (oy * q->wp + ox) * q->c;
+            const float *x = f32_pixel(q, oy, ox);
             for (Py_ssize_t k = 0; k < m; k++)
                 acc[k] = x[k] * sqrtf(acc[k]);
         }
@@ -1115,7 +1126,7 @@ f32_tile(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t k0,
     for (int i = 0; i < F32_TILE; i++) {
         acc[i][0] = b0;
         acc[i][1] = b1;
-        rows[i] = q->a + (oy * q->wp + ox + (i < valid ? i : valid - 1)) * q->c;
+        rows[i] = f32_pixel(q, oy, ox + (i < valid ? i : valid - 1));
     }
     for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
         const float *w = q->w + dy * ck * m + k0;
@@ -1174,7 +1185,7 @@ f32_tile512(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int valid, Py_ssize_t 
     for (int i = 0; i < F32_TILE; i++) {
         acc[i][0] = b0;
         acc[i][1] = b1;
-        rows[i] = q->a + (oy * q->wp + ox + (i < valid ? i : valid - 1)) * q->c;
+        rows[i] = f32_pixel(q, oy, ox + (i < valid ? i : valid - 1));
     }
     for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
         const float *w = q->w + dy * ck * m + k0;
@@ -1238,7 +1249,7 @@ static void f32_tile_neon(const f32_t *q, Py_ssize_t oy, Py_ssize_t ox, int vali
     for (int i = 0; i < F32_TILE; i++) {
         for (int j = 0; j < 4; j++)
             acc[i][j] = vld1q_f32(q->bias + k0 + 4 * j);
-        rows[i] = q->a + (oy * q->wp + ox + (i < valid ? i : valid - 1)) * q->c;
+        rows[i] = f32_pixel(q, oy, ox + (i < valid ? i : valid - 1));
     }
     for (Py_ssize_t dy = 0; dy < q->kh; dy++) {
         const float *w = q->w + dy * ck * m + k0;
@@ -1273,13 +1284,14 @@ static void f32_row_neon(const f32_t *q, Py_ssize_t oy)
 #endif
 
 PyDoc_STRVAR(conv_f32_doc,
-"conv_f32(a, weights, bias, kh, kw, first, last, out, path=0, gdn=False) -> None\n\n"
+"conv_f32(a, weights, bias, kh, kw, first, last, out, path=0, gdn=False, block=1) -> None\n\n"
 "One stride-1 float32 convolution of edgecodec.models.synthesis: `a` (Hp, Wp, C), padded; `weights`\n"
 "(kh * kw * C, M), taps in (dy, dx, c) order; `bias` (M,). Writes output rows first..last-1 of `out`\n"
 "(Ho, Wo, M), each value bias + the taps' products, fused multiply-adds in tap order. `path`: 0 the\n"
 "fastest this CPU has (AVX-512 where M is a multiple of 16, AVX2 + FMA where a multiple of 8; NEON on\n"
 "aarch64 where a multiple of 16), 1 the portable C loop, 2 AVX2 at most: they write the same bits.\n"
-"`gdn`: an inverse GDN instead (1x1, M == C): the taps squared, out = x * sqrt(bias + the sum).");
+"`gdn`: an inverse GDN instead (1x1, M == C): the taps squared, out = x * sqrt(bias + the sum).\n"
+"`block` > 1: a 1x1 convolution of DEPTH_TO_SPACE(a) with that block, `a` (Ho/b, Wo/b, b*b*C).");
 
 static PyObject *py_conv_f32(PyObject *self, PyObject *args)
 {
@@ -1287,27 +1299,35 @@ static PyObject *py_conv_f32(PyObject *self, PyObject *args)
     Py_buffer v[4] = {{0}};
     Py_ssize_t first, last, ho;
     int path = 0, use_avx2, use_avx512, gdn = 0;
+    Py_ssize_t block = 1;
     float *acc = NULL;
     f32_t q;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOnnnnO|ip:conv_f32", &o_a, &o_w, &o_b, &q.kh, &q.kw, &first, &last, &o_out,
-                          &path, &gdn))
+    if (!PyArg_ParseTuple(args, "OOOnnnnO|ipn:conv_f32", &o_a, &o_w, &o_b, &q.kh, &q.kw, &first, &last, &o_out,
+                          &path, &gdn, &block))
         return NULL;
     if (GET_F32(o_a, &v[0], "a", 3, 0) < 0 || GET_F32(o_w, &v[1], "weights", 2, 0) < 0 ||
         GET_F32(o_b, &v[2], "bias", 1, 0) < 0 || GET_F32(o_out, &v[3], "out", 3, 1) < 0)
         goto fail;
-    q.c = v[0].shape[2];
     q.wp = v[0].shape[1];
     q.m = v[1].shape[1];
     q.wo = v[3].shape[1];
     ho = v[3].shape[0];
+    if (block < 1 || block > 8 || (block > 1 && (q.kh != 1 || q.kw != 1 || v[0].shape[2] % (block * block) ||
+                                                 v[0].shape[0] * block != ho || q.wp * block != q.wo))) {
+        PyErr_SetString(PyExc_ValueError, "conv_f32: a block of 2..8 takes a 1x1 convolution whose `a` is "
+                        "(Ho/b, Wo/b, b*b*C)");
+        goto fail;
+    }
+    q.block = block;
+    q.c = v[0].shape[2] / (block * block);
     if (q.kh < 1 || q.kw < 1 || q.kh > 15 || q.kw > 15 || v[1].shape[0] != q.kh * q.kw * q.c ||
         v[2].shape[0] != q.m || v[3].shape[2] != q.m) {
         PyErr_SetString(PyExc_ValueError, "conv_f32: need kernel sides 1..15, weights (kh * kw * C, M), "
                         "bias (M,) and out (Ho, Wo, M)");
         goto fail;
     }
-    if (ho > 0 && q.wo > 0 && (ho - 1 + q.kh > v[0].shape[0] || q.wo - 1 + q.kw > q.wp)) {
+    if (block == 1 && ho > 0 && q.wo > 0 && (ho - 1 + q.kh > v[0].shape[0] || q.wo - 1 + q.kw > q.wp)) {
         PyErr_SetString(PyExc_ValueError, "conv_f32: `a` must cover every tap of `out`");
         goto fail;
     }

@@ -189,8 +189,8 @@ def conv_step(conv: Conv, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """One layer on the C kernel: (H, W, C) int16 offset values -> (Ho, Wo, M) int16 offset values (the
     int8 result minus the layer's output zero point)."""
     (pt, pb), (pl, pr) = conv.padding(*x.shape[:2])
-    padded = np.pad(x, ((pt, pb), (pl, pr), (0, 0))) if pt or pb or pl or pr else x
-    padded = np.ascontiguousarray(padded, np.int16)
+    padded = np.zeros((x.shape[0] + pt + pb, x.shape[1] + pl + pr, x.shape[2]), np.int16)
+    padded[pt:pt + x.shape[0], pl:pl + x.shape[1]] = x
     ho, wo = -(-x.shape[0] // conv.stride), -(-x.shape[1] // conv.stride)
     out = np.empty((ho, wo, conv.weights.shape[0]), np.int16)
     params = np.stack([conv.bias, conv.multiplier, conv.shift]).astype(np.int32)

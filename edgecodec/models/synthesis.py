@@ -44,7 +44,7 @@ class Op:
     kernel: tuple = (1, 1)
     outputs: int = 0      # CONV_2D: the real M
     relu: bool = False
-    block: int = 0        # DEPTH_TO_SPACE
+    block: int = 0        # DEPTH_TO_SPACE; GDN: > 1 when it reads through a DEPTH_TO_SPACE of this block
     extra: dict = field(default_factory=dict)
 
 
@@ -135,7 +135,7 @@ class Graph:
             if any(isinstance(i, int) and i not in dynamic for i in self.ops[-1].inputs):
                 raise Unsupported(f"{path}: {name} reads a tensor no earlier op writes")
             dynamic.add(out)
-        self.ops = _fuse_gdn(self.ops, self.outputs)
+        self.ops = _fuse_depth_to_space(_fuse_gdn(self.ops, self.outputs), self.outputs)
         # Per op, the tensors whose last reader it is (never the graph's input or outputs): their buffers
         # may take its result.
         last: dict[int, int] = {}
@@ -169,25 +169,54 @@ def _fuse_gdn(ops: list[Op], outputs: list[int]) -> list[Op]:
         mul = next((o for o in ops if o.name == "MUL" and root is not None and root.output in o.inputs), None)
         x = op.inputs[0] if op.name == "SQUARE" else None
         if (conv_op is not None and conv_op.name == "CONV_2D" and conv_op.kernel == (1, 1) and not conv_op.relu
-                and conv_op.outputs == conv_op.weights.shape[1] == conv_op.weights.shape[0]
+                and conv_op.outputs == conv_op.weights.shape[0]
                 and root is not None and root.name == "SQRT" and mul is not None
                 and sorted(map(str, mul.inputs)) == sorted([str(x), str(root.output)])
                 and all(readers.get(t) == 1 and t not in outputs for t in (op.output, conv_op.output, root.output))):
-            fused.append(Op("GDN", [x], mul.output, weights=conv_op.weights, bias=conv_op.bias, kernel=(1, 1),
-                            outputs=conv_op.outputs))
+            c = conv_op.outputs  # the kernel reads the input's own channels: no padded outputs here
+            fused.append(Op("GDN", [x], mul.output, weights=np.ascontiguousarray(conv_op.weights[:, :c]),
+                            bias=np.ascontiguousarray(conv_op.bias[:c]), kernel=(1, 1), outputs=c))
             skip.update({id(conv_op), id(root), id(mul)})
         else:
             fused.append(op)
     return fused
 
 
+def _fuse_depth_to_space(ops: list[Op], outputs: list[int]) -> list[Op]:
+    """A DEPTH_TO_SPACE whose only reader is a GDN: the GDN reads through it (``Op.block``), without the
+    copy. The values are the same; only the addressing changes."""
+    readers: dict[int, int] = {}
+    for op in ops:
+        for i in op.inputs:
+            if isinstance(i, int):
+                readers[i] = readers.get(i, 0) + 1
+    made = {op.output: op for op in ops if op.name == "DEPTH_TO_SPACE"}
+    dropped = set()
+    for op in ops:
+        d2s = made.get(op.inputs[0]) if op.name == "GDN" else None
+        if d2s is not None and readers.get(d2s.output) == 1 and d2s.output not in outputs:
+            op.inputs, op.block = list(d2s.inputs), d2s.block
+            dropped.add(id(d2s))
+    return [op for op in ops if id(op) not in dropped]
+
+
 def conv(op: Op, x: np.ndarray, threads: int = 1) -> np.ndarray:
     """One CONV_2D (or fused GDN) on the kernel: (H, W, C) float32 -> (H, W, M) float32, 'same' zero
     padding."""
     kh, kw = op.kernel
-    h, w, _ = x.shape
-    padded = np.pad(x, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0))) if kh > 1 or kw > 1 else x
-    padded = np.ascontiguousarray(padded, np.float32)
+    h, w, c = x.shape
+    if op.name == "GDN" and op.block > 1:  # x is the DEPTH_TO_SPACE's input: the kernel reads through it
+        b = op.block
+        out = np.empty((h * b, w * b, op.weights.shape[1]), np.float32)
+        x = np.ascontiguousarray(x, np.float32)
+        split_rows(lambda first, last: _fixedpoint.conv_f32(x, op.weights, op.bias, 1, 1, first, last, out, 0,
+                                                            True, b), h * b, threads, min_rows=2)
+        return out
+    if kh > 1 or kw > 1:
+        padded = np.zeros((h + kh - 1, w + kw - 1, c), np.float32)
+        padded[(kh - 1) // 2:(kh - 1) // 2 + h, (kw - 1) // 2:(kw - 1) // 2 + w] = x
+    else:
+        padded = np.ascontiguousarray(x, np.float32)
     out = np.empty((h, w, op.weights.shape[1]), np.float32)
     gdn = op.name == "GDN"
     split_rows(lambda first, last: _fixedpoint.conv_f32(padded, op.weights, op.bias, kh, kw, first, last, out, 0, gdn),
@@ -202,6 +231,9 @@ def conv_reference(op: Op, x: np.ndarray) -> np.ndarray:
     and a float32 is then rounded once, as an FMA rounds, except in double-rounding corner cases that
     the tests' values stay clear of."""
     kh, kw = op.kernel
+    h, w, c = x.shape
+    if op.name == "GDN" and op.block > 1:
+        x = depth_to_space(x, op.block)
     h, w, c = x.shape
     p = np.pad(x, (((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
     p = (p * p if op.name == "GDN" else p).astype(np.float64)
