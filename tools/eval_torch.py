@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from edgecodec.evaluate import psnr  # noqa: E402
-from tools.rd_plot import bd_rate, opencv_curve, psnr_overlap  # noqa: E402
+from tools.rd_plot import bd_rate, opencv_curve, psnr_overlap, require_writers  # noqa: E402
 from tools.torch_codec import Codec, Config, estimate  # noqa: E402
 from tools.train_data import IMAGE_SUFFIXES  # noqa: E402
 
@@ -68,6 +68,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", metavar="FILE", help="write the points and BD-rates as JSON")
     args = ap.parse_args(argv)
+    require_writers(REFERENCES)
     paths = sorted(p for p in pathlib.Path(args.folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise SystemExit(f"eval_torch: no images in {args.folder}")

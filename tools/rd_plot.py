@@ -33,6 +33,16 @@ OPENCV_CODECS = {
 }
 
 
+def require_writers(references) -> None:
+    """Stop with one line where this OpenCV cannot write a reference's format: the comparison would be
+    missing what users pick. (OpenCV 4.11, which pip chooses beside the ``train`` extra because
+    compressai pins numpy<2, has no AVIF; 5.x does and runs on numpy 1.26 too.)"""
+    missing = sorted({ext for ext, _, _ in references.values() if not cv2.haveImageWriter(ext)})
+    if missing:
+        raise SystemExit(f"OpenCV {cv2.__version__} cannot write {', '.join(missing)}: "
+                         "pip install --no-deps 'opencv-python-headless>=5' (see README, Training)")
+
+
 def opencv_curve(images, ext, params, qualities):
     points = []
     for q in qualities:
@@ -101,6 +111,7 @@ def main(argv=None):
     ap.add_argument("--no-fast", dest="fast", action="store_false",
                     help="leave out the fast encoder's curves (measured by default when the model has one)")
     args = ap.parse_args(argv)
+    require_writers(OPENCV_CODECS)
 
     t0 = time.time()
     images = [read_image(p) for p in list_images(args.folder)]
