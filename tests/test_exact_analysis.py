@@ -1,11 +1,8 @@
 """The shipped int8 encoders run on edgecodec's own integer kernel (edgecodec.models.analysis), compute
-exactly the latents of TFLite's reference kernels, and fall back to LiteRT, saying so, where they cannot."""
+exactly the latents of TFLite's reference kernels (the fallback to LiteRT: tests/test_kernel_fallbacks.py)."""
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -68,22 +65,6 @@ def test_an_absent_delegate_falls_back_to_the_exact_kernel(bundle, caplog):
         model = bundle.encoder(4, 1, size=(480, 640), delegate="libno-such-delegate.so.1")
     assert isinstance(model, analysis.ExactAnalysis)
     assert any("libno-such-delegate" in r.getMessage() for r in caplog.records)
-
-
-def test_a_graph_it_does_not_run_falls_back_to_litert_with_a_warning(bundle, caplog):
-    with caplog.at_level(logging.WARNING, logger="edgecodec.models.analysis"):
-        model = analysis.load(bundle.dir / contract.FLOAT_ENCODER, 1)  # a float graph: not the int8 analysis
-    assert isinstance(model, TFLiteModel)
-    assert any("LiteRT's kernels" in r.getMessage() for r in caplog.records)
-
-
-def test_the_environment_can_ask_for_litert_kernels():
-    code = ("from edgecodec.models import ModelBundle; import sys; "
-            "print(type(ModelBundle.load().encoder(4, 1)).__name__)")
-    env = dict(os.environ, EDGECODEC_LITERT_INT8="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "TFLiteModel"
 
 
 def test_the_analysis_refuses_what_is_not_one_uint8_image(bundle):

@@ -1,12 +1,8 @@
 """The shipped decoders run in one fixed order of float32 operations (edgecodec.models.synthesis): the
-image is within a rounding of LiteRT's, thread counts and CPU paths change no bit, and graphs it does not
-run stay on LiteRT, saying so."""
+image is within a rounding of LiteRT's, and thread counts and CPU paths change no bit (the fallback to
+LiteRT: tests/test_kernel_fallbacks.py)."""
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -65,22 +61,6 @@ def test_the_codec_decodes_on_the_fixed_order_synthesis(bundle):
     packet = codec.encode(image, 5)
     a, b = Codec.load(threads=1).decode(packet), codec.decode(packet)
     assert np.array_equal(a, b)
-
-
-def test_a_graph_it_does_not_run_falls_back_to_litert_with_a_warning(bundle, caplog):
-    with caplog.at_level(logging.WARNING, logger="edgecodec.models.synthesis"):
-        model = synthesis.load(bundle.dir / "encoder_q4.tflite", 1)  # an int8 graph: not a float synthesis
-    assert isinstance(model, TFLiteModel)
-    assert any("LiteRT's kernels" in r.getMessage() for r in caplog.records)
-
-
-def test_the_environment_can_ask_for_litert_kernels():
-    code = ("from edgecodec.models import ModelBundle; "
-            "print(type(ModelBundle.load().decoder('full', 1)).__name__)")
-    env = dict(os.environ, EDGECODEC_LITERT_SYNTHESIS="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "TFLiteModel"
 
 
 def test_the_synthesis_refuses_what_is_not_one_latent_array(bundle):
