@@ -86,7 +86,7 @@ def pack(weights: np.ndarray) -> np.ndarray:
 
 
 class Graph:
-    """The int8 encoder of one .tflite file, as plain arrays: input offset, space-to-depth block, the
+    """The int8 encoder of one .tflite file, as plain arrays: the space-to-depth block, the
     convolutions in order and the output tensors."""
 
     def __init__(self, path):
