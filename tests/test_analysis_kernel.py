@@ -16,7 +16,6 @@ def layer(rng, c, m, stride, zero_out=-128, shift=(-12, -7), extreme=False):
                          bias=rng.integers(-2**20, 2**20, m).astype(np.int32), multiplier=mult,
                          shift=rng.integers(shift[0], shift[1] + 1, m).astype(np.int32), stride=stride,
                          zero_in=-128, zero_out=zero_out, act_min=-128, act_max=127)
-    conv.packed = analysis.pack(weights)
     return conv
 
 
@@ -80,7 +79,6 @@ def test_requantization_is_gemmlowps_double_rounding_at_every_tie():
         conv = analysis.Conv(source=0, target=1, weights=weights, bias=np.zeros(8, np.int32),
                              multiplier=np.full(8, mult, np.int32), shift=np.full(8, shift, np.int32), stride=1,
                              zero_in=-128, zero_out=0, act_min=-128, act_max=127)
-        conv.packed = analysis.pack(weights)
         expected = np.clip([gemmlowp(int(v), mult, shift) for v in x[0, :, 0]], -128, 127)
         assert np.array_equal(analysis.conv_reference(conv, x)[0, :, 0], expected)
         for path in PATHS:

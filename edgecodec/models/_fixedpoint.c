@@ -998,7 +998,8 @@ static PyObject *py_conv_q8(PyObject *self, PyObject *args)
             PyErr_SetString(PyExc_ValueError, "conv_q8: shifts must lie in -31..30");
             goto fail;
         }
-    for (Py_ssize_t i = 0; i < v[0].shape[0] * q.wp * q.c; i++)
+    /* Only the input rows these output rows read: split over threads, each call checks its own share. */
+    for (Py_ssize_t i = first * stride * q.wp * q.c; last > first && i < ((last - 1) * stride + 3) * q.wp * q.c; i++)
         if (q.a[i] < -255 || q.a[i] > 255) {
             PyErr_SetString(PyExc_ValueError, "conv_q8: activations must lie in -255..255");
             goto fail;

@@ -68,6 +68,11 @@ class Conv:
     act_min: int
     act_max: int
     packed: np.ndarray | None = None  # int16 (9C/2, M, 2), the kernel's order
+    params: np.ndarray | None = None  # int32 (3, M): bias, multiplier, shift, as the kernel takes them
+
+    def __post_init__(self):
+        self.packed = pack(self.weights) if self.packed is None else self.packed
+        self.params = np.ascontiguousarray(np.stack([self.bias, self.multiplier, self.shift]), np.int32)
 
     def padding(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int]]:
         """TensorFlow's 'same' padding of an (h, w) input: the odd pixel goes after."""
@@ -170,7 +175,6 @@ class Graph:
                     multiplier=np.array([p[0] for p in pairs], np.int32),
                     shift=np.array([p[1] for p in pairs], np.int32), stride=stride, zero_in=int(zero_in),
                     zero_out=int(z_out), act_min=act_min, act_max=127)
-        conv.packed = pack(weights)
         return conv
 
 
@@ -193,8 +197,7 @@ def conv_step(conv: Conv, x: np.ndarray, threads: int = 1) -> np.ndarray:
     padded[pt:pt + x.shape[0], pl:pl + x.shape[1]] = x
     ho, wo = -(-x.shape[0] // conv.stride), -(-x.shape[1] // conv.stride)
     out = np.empty((ho, wo, conv.weights.shape[0]), np.int16)
-    params = np.stack([conv.bias, conv.multiplier, conv.shift]).astype(np.int32)
-    split_rows(lambda first, last: _fixedpoint.conv_q8(padded, conv.packed, params, conv.stride, conv.zero_out,
+    split_rows(lambda first, last: _fixedpoint.conv_q8(padded, conv.packed, conv.params, conv.stride, conv.zero_out,
                                                        conv.act_min, conv.act_max, first, last, out),
                ho, threads, min_rows=2)
     return out
